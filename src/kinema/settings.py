@@ -1,0 +1,136 @@
+"""The one settings object.
+
+Built once at the entry point (`kinema serve`, `kinema worker`, tests) and passed down;
+nothing in the package reads `os.environ` at import time. Every field can be set with a
+`KINEMA_<FIELD>` environment variable (e.g. `KINEMA_DATA_DIR`, `KINEMA_WORKERS`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KINEMA_", extra="ignore")
+
+    # -- where things live -------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path(".kinema"),
+        description="Root for the embedded defaults: SQLite database and output files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the job store; default sqlite:///<data_dir>/kinema.db.",
+    )
+    storage_url: str | None = Field(
+        default=None,
+        description="Where outputs go; default file://<data_dir>/outputs.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL used in download links (default: the URL the client called).",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="HMAC key that signs download URLs; default: generated once and kept "
+        "in <data_dir>/secret.key (every process sharing the data dir uses it).",
+    )
+
+    # -- HTTP server ---------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, description="Largest accepted request body (413 above)."
+    )
+    url_ttl_seconds: int = Field(default=3600, description="Lifetime of signed video URLs.")
+    api_key: str | None = Field(
+        default=None,
+        description="A key registered at start-up (unlimited credits) for scripts and tests.",
+    )
+    max_pending_per_key: int = Field(
+        default=200, description="Queued+generating jobs one key may have (429 above)."
+    )
+    auth_cache_seconds: float = Field(
+        default=2.0, description="How long a verified key is cached in the API process."
+    )
+
+    # -- workers -------------------------------------------------------------------------
+    workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        description="Worker processes started by `kinema serve` (0 = API only).",
+    )
+    engines: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["motion"],
+        description="Engines this deployment runs (comma-separated in the environment).",
+    )
+    lease_seconds: float = Field(
+        default=30.0, description="A claimed job's lease; the worker heartbeat extends it."
+    )
+    max_attempts: int = Field(
+        default=3, description="Runs a job gets when its worker dies before it is failed."
+    )
+    poll_interval: float = Field(default=0.2, description="Idle worker's queue poll period.")
+    drain_seconds: float = Field(
+        default=60.0, description="On SIGTERM a worker finishes its job for up to this long."
+    )
+
+    # -- inputs --------------------------------------------------------------------------
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Let media URLs reach loopback/private addresses (development, tests).",
+    )
+    max_input_bytes: int = Field(default=20 * 1024 * 1024, description="Per media input.")
+    max_image_pixels: int = Field(default=50_000_000, description="Decompression-bomb cap.")
+    fetch_timeout_seconds: float = Field(default=30.0, description="Whole fetch of one input.")
+
+    # -- billing -------------------------------------------------------------------------
+    prices: dict[str, int] = Field(
+        default_factory=dict,
+        description="Overrides of the per-second credit prices, e.g. "
+        '{"video-01": 70000, "veed/fabric-1.0@720p": 300000} (JSON in the environment).',
+    )
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _split_engines(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Accept the libpq spelling; SQLAlchemy needs the driver named.
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{(self.data_dir / 'kinema.db').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'outputs').resolve()}"
+
+    def child_environment(self) -> dict[str, str]:
+        """Environment for a child process so it rebuilds exactly these settings."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            key = f"KINEMA_{name.upper()}"
+            if isinstance(value, list):
+                env[key] = ",".join(str(v) for v in value)
+            elif isinstance(value, dict):
+                env[key] = json.dumps(value)
+            elif isinstance(value, bool):
+                env[key] = "1" if value else "0"
+            else:
+                env[key] = str(value)
+        return env

@@ -1,0 +1,135 @@
+"""What every model spec shares: strict pydantic config, lenient coercions real clients
+need, and the engine-neutral `RenderRequest` each spec reduces itself to."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+# Capabilities an engine can offer; a spec asks for exactly one per request.
+IMAGE_TO_VIDEO = "image-to-video"
+TEXT_TO_VIDEO = "text-to-video"
+TALKING_HEAD = "talking-head"
+LIP_SYNC_TTS = "lip-sync-tts"
+FIRST_LAST_FRAME = "first-last-frame"
+
+SPEAKERS = (
+    "Harper", "Ava", "Isabella", "Sophia", "Emily", "Chloe", "Julia",
+    "Mason", "Jack", "Liam", "James", "Oliver", "Adrian", "Ethan", "Auto",
+)  # fmt: skip
+
+
+def _int_from_numeric_string(value: Any) -> Any:
+    """`duration` is an integer enum whose documented default is the string "8", and the
+    seed examples send "8": accept a string of digits as that integer."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+def case_insensitive(*choices: str) -> BeforeValidator:
+    """Map any casing of a choice to its canonical spelling ("720p" -> "720P")."""
+    table = {c.lower(): c for c in choices}
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            return table.get(value.strip().lower(), value)
+        return value
+
+    return BeforeValidator(convert)
+
+
+LaxInt = BeforeValidator(_int_from_numeric_string)
+
+
+def _media_url(value: Any) -> Any:
+    if isinstance(value, str):
+        lowered = value[:16].lower()
+        if not (lowered.startswith(("http://", "https://", "data:"))):
+            raise ValueError("expected an http(s) URL or a data: URI (base64)")
+    return value
+
+
+MediaUrl = Annotated[str, BeforeValidator(_media_url)]
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """One media input: the request field it came from (for error messages) and its URL."""
+
+    field: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ImageRules:
+    """Extra checks a model documents for its input images (video-01 has the strictest)."""
+
+    formats: tuple[str, ...] = ("png", "jpeg", "webp")
+    min_short_side: int = 0  # exclusive: the short side must exceed this
+    min_aspect: float = 0.0  # exclusive, width / height
+    max_aspect: float = float("inf")
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Everything an engine needs, in one engine-neutral shape."""
+
+    model: str
+    capability: str
+    prompt: str = ""
+    negative_prompt: str | None = None
+    image: MediaRef | None = None
+    last_image: MediaRef | None = None
+    audio: MediaRef | None = None
+    tts_text: str | None = None
+    tts_speaker: str | None = None
+    duration: float | None = None  # seconds; None = follow the audio
+    max_audio_seconds: float | None = None
+    short_side: int = 720
+    aspect: str | None = None  # "16:9"...; None = the image's own aspect
+    aspect_choices: tuple[str, ...] = ()  # when aspect is None, snap to the nearest one
+    generate_audio: bool = False
+    seed: int | None = None
+    style: str | None = None
+    person_generation: str | None = None
+    image_rules: ImageRules = field(default_factory=ImageRules)
+
+    def media(self) -> list[MediaRef]:
+        return [m for m in (self.image, self.last_image, self.audio) if m is not None]
+
+
+class ModelSpec(BaseModel):
+    """Base of every model's request class. Unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    # The ids this class answers to (first = canonical), and the route it belongs to.
+    MODEL_IDS: ClassVar[tuple[str, ...]]
+    ROUTE: ClassVar[str] = "unified"
+    # Per-second credit prices keyed by resolution ("" when the model has none).
+    PRICES: ClassVar[dict[str, int]]
+
+    model: str
+
+    @abstractmethod
+    def render(self) -> RenderRequest:
+        """Reduce this request to what an engine needs."""
+
+    def price_key(self) -> str:
+        """Which entry of PRICES applies (resolution, or "" for a flat price)."""
+        return ""
+
+    def billed_seconds(self) -> float:
+        """Seconds used to estimate the price at submit (the real length is billed)."""
+        request = self.render()
+        if request.duration is not None:
+            return float(request.duration)
+        return float(request.max_audio_seconds or 0.0)
+
+    @classmethod
+    def accepted_fields(cls) -> list[str]:
+        return [info.alias or name for name, info in cls.model_fields.items()]

@@ -1,0 +1,150 @@
+"""Google Veo 3.1: `google/veo-3.1-i2v-fast` (image -> video) and
+`google/veo-3.1-lite-generate-001` (text or first image, optional last image)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from kinema.specs.base import (
+    FIRST_LAST_FRAME,
+    IMAGE_TO_VIDEO,
+    TEXT_TO_VIDEO,
+    LaxInt,
+    MediaRef,
+    MediaUrl,
+    ModelSpec,
+    RenderRequest,
+    case_insensitive,
+)
+
+VEO_ASPECTS = ("16:9", "9:16")
+PROMPT_DESCRIPTION = "The text description of the scene, subject, or action to generate."
+AUDIO_DESCRIPTION = (
+    "Whether to generate audio for the video. Local engines add an AAC track: spoken "
+    "dialogue where an engine for it is enabled, otherwise a silent track."
+)
+
+
+class VeoI2VFast(ModelSpec):
+    MODEL_IDS: ClassVar[tuple[str, ...]] = ("google/veo-3.1-i2v-fast",)
+    PRICES: ClassVar[dict[str, int]] = {"720p": 300_000, "1080p": 300_000}  # $0.15/s
+
+    model: Literal["google/veo-3.1-i2v-fast"]
+    prompt: str = Field(description=PROMPT_DESCRIPTION)
+    image_url: MediaUrl = Field(
+        description="URL of the input image to animate. Should be 720p or higher resolution."
+    )
+    aspect_ratio: Literal["16:9", "9:16"] | None = Field(
+        default=None, description="The aspect ratio of the generated video."
+    )
+    duration: Annotated[Literal[4, 6, 8], LaxInt] = Field(
+        default=8, description="The length of the output video in seconds."
+    )
+    resolution: Annotated[Literal["720p", "1080p"], case_insensitive("720p", "1080p")] = (
+        Field(default="1080p", description="The resolution of the output video.")
+    )
+    generate_audio: bool = Field(default=True, description=AUDIO_DESCRIPTION)
+    provider: str = Field(
+        default="auto",
+        description="Provider routing override (google|fal|auto); local engines ignore it.",
+    )
+
+    def render(self) -> RenderRequest:
+        return RenderRequest(
+            model=self.model,
+            capability=IMAGE_TO_VIDEO,
+            prompt=self.prompt,
+            image=MediaRef("image_url", self.image_url),
+            duration=float(self.duration),
+            short_side=int(self.resolution[:-1]),
+            aspect=self.aspect_ratio,
+            aspect_choices=VEO_ASPECTS,
+            generate_audio=self.generate_audio,
+        )
+
+    def price_key(self) -> str:
+        return self.resolution
+
+
+class VeoLite(ModelSpec):
+    MODEL_IDS: ClassVar[tuple[str, ...]] = (
+        "google/veo-3.1-lite-generate-001",
+        "veo-3.1-lite-generate-001",
+    )
+    PRICES: ClassVar[dict[str, int]] = {"720P": 100_000, "1080P": 160_000}
+
+    model: Literal["google/veo-3.1-lite-generate-001", "veo-3.1-lite-generate-001"]
+    prompt: str = Field(description=PROMPT_DESCRIPTION)
+    image_url: MediaUrl | None = Field(
+        default=None,
+        description="A direct link to an online image or a Base64-encoded local image to be "
+        "used as the first frame of the video. Should be 720p or higher resolution.",
+    )
+    last_image_url: MediaUrl | None = Field(
+        default=None,
+        description="A direct link to an online image or a Base64-encoded local image to be "
+        "used as the last frame of the video. `tail_image_url` is accepted as an alias.",
+    )
+    aspect_ratio: Literal["16:9", "9:16"] | None = Field(
+        default=None, description="The aspect ratio of the generated video."
+    )
+    resolution: Annotated[Literal["720P", "1080P"], case_insensitive("720P", "1080P")] = (
+        Field(
+            default="720P",
+            description="The resolution of the output video, where the number refers to the "
+            "short side in pixels.",
+        )
+    )
+    duration: Annotated[Literal[4, 6, 8], LaxInt] = Field(
+        default=8, description="The length of the output video in seconds."
+    )
+    generate_audio: bool = Field(default=True, description=AUDIO_DESCRIPTION)
+    person_generation: Literal["dont_allow", "allow_adult"] = Field(
+        default="allow_adult", description="Allow generation of people."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tail_image_alias(cls, data: Any) -> Any:
+        # The seed's own example sends `tail_image_url` (Kling's name for the field).
+        if isinstance(data, dict) and "tail_image_url" in data:
+            data = dict(data)
+            tail = data.pop("tail_image_url")
+            if "last_image_url" in data and data["last_image_url"] != tail:
+                raise ValueError(
+                    "last_image_url and tail_image_url (its alias) disagree; send one of them"
+                )
+            data["last_image_url"] = tail
+        return data
+
+    def render(self) -> RenderRequest:
+        if self.last_image_url:
+            capability = FIRST_LAST_FRAME
+        elif self.image_url:
+            capability = IMAGE_TO_VIDEO
+        else:
+            capability = TEXT_TO_VIDEO
+        return RenderRequest(
+            model=self.model,
+            capability=capability,
+            prompt=self.prompt,
+            image=MediaRef("image_url", self.image_url) if self.image_url else None,
+            last_image=(
+                MediaRef("last_image_url", self.last_image_url) if self.last_image_url else None
+            ),
+            duration=float(self.duration),
+            short_side=int(self.resolution[:-1]),
+            aspect=self.aspect_ratio,
+            aspect_choices=VEO_ASPECTS,
+            generate_audio=self.generate_audio,
+            person_generation=self.person_generation,
+        )
+
+    def price_key(self) -> str:
+        return self.resolution
+
+    @classmethod
+    def accepted_fields(cls) -> list[str]:
+        return [*super().accepted_fields(), "tail_image_url"]
