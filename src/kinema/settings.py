@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=False,
         description="Let media URLs reach loopback/private addresses (development, tests).",
     )
+    url_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts or CIDRs media URLs may reach even though they are private "
+        "(comma-separated), e.g. an internal media server.",
+    )
     max_input_bytes: int = Field(default=20 * 1024 * 1024, description="Per media input.")
     max_image_pixels: int = Field(default=50_000_000, description="Decompression-bomb cap.")
     fetch_timeout_seconds: float = Field(default=30.0, description="Whole fetch of one input.")
@@ -96,7 +101,7 @@ class Settings(BaseSettings):
         '{"video-01": 70000, "veed/fabric-1.0@720p": 300000} (JSON in the environment).',
     )
 
-    @field_validator("engines", mode="before")
+    @field_validator("engines", "url_allowlist", mode="before")
     @classmethod
     def _split_engines(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -58,10 +58,12 @@ MediaUrl = Annotated[str, BeforeValidator(_media_url)]
 
 @dataclass(frozen=True)
 class MediaRef:
-    """One media input: the request field it came from (for error messages) and its URL."""
+    """One media input: the request field it came from (for error messages), its URL or
+    data: URI, and whether it is an "image" or "audio"."""
 
     field: str
     url: str
+    kind: str = "image"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ class Fabric10(ModelSpec):
             model=self.model,
             capability=TALKING_HEAD,
             image=MediaRef("image_url", self.image_url),
-            audio=MediaRef("audio_url", self.audio_url),
+            audio=MediaRef("audio_url", self.audio_url, "audio"),
             duration=None,
             max_audio_seconds=self.MAX_AUDIO_SECONDS,
             short_side=int(self.resolution[:-1]),

@@ -1,0 +1,70 @@
+"""Application factory: wires settings -> store, storage, auth, submission -> routes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+
+from kinema import __version__, engines
+from kinema.api import errors, files, generations, openapi
+from kinema.api.auth import Authenticator
+from kinema.api.middleware import BodyLimit, RequestIds
+from kinema.settings import Settings
+from kinema.specs import ROUTES
+from kinema.storage import LocalStorage, open_storage
+from kinema.store import JobStore, SqlStore
+from kinema.submission import Submitter
+
+log = logging.getLogger("kinema.api")
+
+DESCRIPTION = (
+    "Self-hosted video generation with the AI/ML API wire contract: submit with "
+    "`POST /v2/video/generations`, poll with `GET /v2/video/generations?generation_id=…` "
+    "until `completed`, then download `video.url`."
+)
+
+
+def create_app(settings: Settings, store: JobStore | None = None) -> FastAPI:
+    store = store or SqlStore(settings.resolved_database_url)
+    if settings.api_key and isinstance(store, SqlStore):
+        store.ensure_key(settings.api_key, "KINEMA_API_KEY")
+    storage = open_storage(settings)
+    auth = Authenticator(store, settings.auth_cache_seconds)
+    submitter = Submitter(settings, store)
+
+    app = FastAPI(title="Kinema", version=__version__, description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.store = store
+    errors.install(app)
+    app.include_router(generations.router(settings, store, storage, auth, submitter))
+    if isinstance(storage, LocalStorage):
+        app.include_router(files.router(storage))
+
+    @app.get("/v2/models", tags=["Models"], summary="Models, their fields and availability")
+    def models() -> dict[str, Any]:
+        available = engines.capabilities(settings.engines)
+        return {
+            "data": [
+                {
+                    "id": cls.MODEL_IDS[0],
+                    "aliases": list(cls.MODEL_IDS[1:]),
+                    "route": generations.PATHS[route],
+                    "schema": cls.model_json_schema(),
+                    "prices": cls.PRICES,
+                }
+                for route, classes in ROUTES.items()
+                for cls in classes
+            ],
+            "capabilities": available,
+        }
+
+    @app.get("/health", tags=["Health"], summary="Liveness")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    openapi.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestIds)  # outermost: every response gets the ids
+    return app

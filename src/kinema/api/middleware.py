@@ -1,0 +1,100 @@
+"""Pure-ASGI middleware (cheap on the poll hot path): request/inference ids and the body
+size limit."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kinema.api.errors import envelope, status_of
+from kinema.errors import PayloadTooLarge
+
+CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIds:
+    """Every response carries `x-inference-id` (the generation id on async routes, set by
+    the handler through `request.state.inference_id`) and echoes a valid
+    `X-Client-Request-Id`; invalid values are dropped silently, as upstream does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["inference_id"] = str(uuid.uuid4())
+        client_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-client-request-id":
+                text = value.decode("latin-1")
+                if CLIENT_REQUEST_ID.match(text):
+                    client_id = text
+                break
+
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-inference-id", str(state["inference_id"]).encode()))
+                if client_id:
+                    headers.append((b"x-client-request-id", client_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_ids)
+
+
+class BodyLimit:
+    """413 before reading a body whose Content-Length is too large; for chunked bodies the
+    count is enforced while the endpoint reads (PayloadTooLarge -> 413 via the handler)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.limit:
+                    await self._refuse(scope, send)
+                    return
+                break
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise PayloadTooLarge(self.limit)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        error = PayloadTooLarge(self.limit)
+        request_id = str(scope.get("state", {}).get("inference_id", ""))
+        status = status_of(error)
+        body = json.dumps(envelope(status, error.message, scope["path"], request_id)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,177 @@
+"""The `kinema` command: serve, worker, keys. Builds the one Settings object from the
+environment (KINEMA_*) plus flags, and hands it down."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from kinema.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("host", "port", "data_dir", "workers"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "engines", None):
+        overrides["engines"] = args.engines
+    return Settings(**overrides)
+
+
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from kinema.api import create_app
+    from kinema.supervisor import WorkerPool
+
+    settings = _settings(args)
+    app = create_app(settings)  # runs migrations before any worker starts
+    pool = WorkerPool(settings, settings.workers)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="info", access_log=False,
+        timeout_graceful_shutdown=10,
+    )  # fmt: skip
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these
+    # handlers in place that lands here instead of killing us before the workers drain.
+    stopped_by: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopped_by.append(signum))
+    pool.start()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        pool.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from kinema.worker import serve_forever
+
+    supervisor = os.environ.get("KINEMA_SUPERVISOR_PID")  # set by `kinema serve`'s pool
+    serve_forever(_settings(args), int(supervisor) if supervisor else None)
+    return 0
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from kinema.store import open_store
+
+    return open_store(_settings(args).resolved_database_url)
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    key, secret = _store(args).create_key(args.name, args.credits)
+    credits = "unlimited" if key.credits is None else f"{key.credits} credits"
+    print(f"Created key {key.id} ({args.name}, {credits}). Store it now; it is not shown again:")
+    print(secret)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    keys = _store(args).list_keys()
+    print(f"{'ID':18} {'PREFIX':12} {'NAME':20} {'CREDITS':>14} {'CREATED':17} REVOKED")
+    for k in keys:
+        credits = "unlimited" if k.credits is None else str(k.credits)
+        print(
+            f"{k.id:18} {k.prefix:12} {k.name[:20]:20} {credits:>14} "
+            f"{_when(k.created_at):17} {_when(k.revoked_at)}"
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    key = _store(args).revoke_key(args.key)
+    if key is None:
+        print(f"kinema: no active key matches '{args.key}'", file=sys.stderr)
+        return 1
+    print(f"Revoked {key.id} ({key.name}).")
+    return 0
+
+
+def cmd_keys_credit(args: argparse.Namespace) -> int:
+    credits = None if args.unlimited else args.add
+    key = _store(args).add_credits(args.key, credits)
+    if key is None:
+        print(f"kinema: no key matches '{args.key}'", file=sys.stderr)
+        return 1
+    balance = "unlimited" if key.credits is None else str(key.credits)
+    print(f"{key.id} ({key.name}) balance: {balance}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kinema", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument("--data-dir", type=Path, help="default ./.kinema (KINEMA_DATA_DIR)")
+
+    serve = sub.add_parser("serve", parents=[data_dir], help="API + embedded workers")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    serve.add_argument("--engines", help="comma-separated engines (default: motion)")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", parents=[data_dir], help="a standalone worker")
+    worker.add_argument("--engines", help="comma-separated engines this machine runs")
+    worker.set_defaults(func=cmd_worker)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", parents=[data_dir], help="create a key (printed once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--credits", type=int, help="balance (default: unlimited)")
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", parents=[data_dir], help="list keys")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", parents=[data_dir], help="revoke a key")
+    revoke.add_argument("key", help="key id or the key's first 10 characters")
+    revoke.set_defaults(func=cmd_keys_revoke)
+    credit = keys.add_parser("credit", parents=[data_dir], help="top up a key's balance")
+    credit.add_argument("key", help="key id or the key's first 10 characters")
+    amount = credit.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--add", type=int, help="credits to add (2,000,000 = $1)")
+    amount.add_argument("--unlimited", action="store_true")
+    credit.set_defaults(func=cmd_keys_credit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _logging(args.log_level.upper())
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        print(f"kinema: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

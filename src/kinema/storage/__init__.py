@@ -1,0 +1,25 @@
+"""Blob storage: the interface and its backends, picked by `KINEMA_STORAGE_URL`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from kinema.settings import Settings
+from kinema.storage.base import BlobStorage
+from kinema.storage.local import FILES_ROUTE, LocalStorage
+from kinema.storage.signing import UrlSigner, load_secret
+
+__all__ = ["FILES_ROUTE", "BlobStorage", "LocalStorage", "UrlSigner", "open_storage"]
+
+
+def open_storage(settings: Settings) -> BlobStorage:
+    url = settings.resolved_storage_url
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        signer = UrlSigner(load_secret(settings.secret_key, settings.data_dir))
+        return LocalStorage(Path(parsed.path), signer)
+    raise ValueError(
+        f"KINEMA_STORAGE_URL scheme '{parsed.scheme}' is not supported by this build "
+        "(supported: file://)"
+    )

@@ -1,0 +1,136 @@
+"""The job store interface. One implementation today (`SqlStore`, SQLite or PostgreSQL
+through SQLAlchemy); every backend must pass `tests/test_store_contract.py`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+QUEUED, GENERATING, COMPLETED, ERROR = "queued", "generating", "completed", "error"
+PENDING = (QUEUED, GENERATING)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    prefix: str
+    credits: int | None
+    created_at: float
+    revoked_at: float | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    key_id: str
+    route: str
+    model: str
+    capability: str
+    params: dict[str, Any]
+    price: int
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class Job:
+    seq: int
+    id: str
+    key_id: str
+    route: str
+    model: str
+    capability: str
+    params: dict[str, Any]
+    status: str
+    progress: int
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None
+    lease_expires_at: float | None
+    price: int
+    credits_used: int | None
+    output: dict[str, Any] | None
+    error_name: str | None
+    error_message: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class Recovered:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+class CreditsExhausted(Exception):
+    def __init__(self, available: int) -> None:
+        super().__init__(available)
+        self.available = available
+
+
+class JobStore(ABC):
+    # ---- keys ----------------------------------------------------------------------
+    @abstractmethod
+    def create_key(self, name: str, credits: int | None, secret: str | None = None) -> tuple[
+        ApiKey, str
+    ]:
+        """Create a key; returns it and its secret (shown once, stored hashed)."""
+
+    @abstractmethod
+    def authenticate(self, secret: str) -> ApiKey | None: ...
+
+    @abstractmethod
+    def list_keys(self) -> list[ApiKey]: ...
+
+    @abstractmethod
+    def revoke_key(self, id_or_prefix: str) -> ApiKey | None: ...
+
+    @abstractmethod
+    def add_credits(self, id_or_prefix: str, credits: int | None) -> ApiKey | None:
+        """Add to a key's balance (None = make it unlimited)."""
+
+    # ---- jobs: API side ------------------------------------------------------------
+    @abstractmethod
+    def create_job(self, job: NewJob) -> Job:
+        """Insert a queued job in one atomic statement that also checks the key's balance
+        covers its price plus the prices of its pending jobs (CreditsExhausted if not)."""
+
+    @abstractmethod
+    def get_job(self, job_id: str, key_id: str | None = None) -> Job | None: ...
+
+    @abstractmethod
+    def queue_position(self, job: Job) -> int:
+        """Queued jobs ahead of this one (0 when it is next or already running)."""
+
+    @abstractmethod
+    def pending_count(self, key_id: str) -> int: ...
+
+    # ---- jobs: worker side ---------------------------------------------------------
+    @abstractmethod
+    def claim(self, worker_id: str, capabilities: list[str], lease_seconds: float) -> Job | None:
+        """Atomically move the oldest queued job this worker can run to `generating`."""
+
+    @abstractmethod
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float, progress: int) -> bool:
+        """Extend the lease and store progress; False if this worker no longer owns it."""
+
+    @abstractmethod
+    def complete(
+        self, job_id: str, worker_id: str, output: dict[str, Any], credits_used: int
+    ) -> bool:
+        """Mark completed and charge the key, only if this worker still owns the job."""
+
+    @abstractmethod
+    def fail(self, job_id: str, worker_id: str, name: str, message: str) -> bool: ...
+
+    @abstractmethod
+    def release(self, job_id: str, worker_id: str) -> bool:
+        """Give a job back to the queue (graceful shutdown); the attempt is not counted."""
+
+    @abstractmethod
+    def recover_expired(self, now: float | None = None) -> Recovered:
+        """Re-queue jobs whose lease expired; fail those out of attempts."""
+
+    @abstractmethod
+    def close(self) -> None: ...

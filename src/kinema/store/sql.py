@@ -1,0 +1,354 @@
+"""`SqlStore`: the job store on SQLAlchemy Core, SQLite (WAL) by default, PostgreSQL by
+URL. Claims are one `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`;
+SQLite ignores the locking clause and serialises writers instead, so the same statement is
+atomic on both."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Engine,
+    RowMapping,
+    create_engine,
+    event,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from kinema.store.base import (
+    COMPLETED,
+    ERROR,
+    GENERATING,
+    PENDING,
+    QUEUED,
+    ApiKey,
+    CreditsExhausted,
+    Job,
+    JobStore,
+    NewJob,
+    Recovered,
+)
+from kinema.store.migrate import migrate
+from kinema.store.schema import api_keys, jobs
+
+WORKER_LOST = (
+    "The worker running this job stopped responding (crashed or was killed) on every "
+    "allowed attempt; the job will not be retried again."
+)
+
+
+def hash_secret(secret: str) -> str:
+    # Keys are 256-bit random tokens, so a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=8
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _key(row: RowMapping) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        credits=row["credits"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _job(row: RowMapping) -> Job:
+    return Job(**dict(row))
+
+
+class SqlStore(JobStore):
+    def __init__(self, url: str, *, run_migrations: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if run_migrations:
+            migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- keys ----------------------------------------------------------------------
+    def create_key(
+        self, name: str, credits: int | None, secret: str | None = None
+    ) -> tuple[ApiKey, str]:
+        secret = secret or "kn-" + secrets.token_urlsafe(32)
+        values = {
+            "id": "key_" + secrets.token_hex(6),
+            "name": name,
+            "key_hash": hash_secret(secret),
+            "prefix": secret[:10],
+            "credits": credits,
+            "created_at": time.time(),
+            "revoked_at": None,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(api_keys).values(**values))
+        return _key(values), secret  # type: ignore[arg-type]
+
+    def ensure_key(self, secret: str, name: str) -> ApiKey:
+        """Register `secret` (unlimited credits) unless it is already known."""
+        found = self.authenticate(secret)
+        if found:
+            return found
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(api_keys).where(api_keys.c.key_hash == hash_secret(secret))
+            ).mappings().first()
+            if row is not None:  # known but revoked: registering it again re-enables it
+                conn.execute(
+                    update(api_keys).where(api_keys.c.id == row["id"]).values(revoked_at=None)
+                )
+                return _key({**row, "revoked_at": None})  # type: ignore[arg-type]
+        return self.create_key(name, None, secret)[0]
+
+    def authenticate(self, secret: str) -> ApiKey | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(api_keys).where(
+                    api_keys.c.key_hash == hash_secret(secret), api_keys.c.revoked_at.is_(None)
+                )
+            ).mappings().first()
+        return _key(row) if row else None
+
+    def list_keys(self) -> list[ApiKey]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).mappings()
+            return [_key(r) for r in rows]
+
+    def _find_key(self, id_or_prefix: str) -> Any:
+        return or_(api_keys.c.id == id_or_prefix, api_keys.c.prefix == id_or_prefix[:10])
+
+    def revoke_key(self, id_or_prefix: str) -> ApiKey | None:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(api_keys)
+                .where(self._find_key(id_or_prefix), api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+                .returning(*api_keys.c)
+            ).mappings().first()
+        return _key(row) if row else None
+
+    def add_credits(self, id_or_prefix: str, credits: int | None) -> ApiKey | None:
+        value = None if credits is None else func.coalesce(api_keys.c.credits, 0) + credits
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(api_keys)
+                .where(self._find_key(id_or_prefix))
+                .values(credits=value)
+                .returning(*api_keys.c)
+            ).mappings().first()
+        return _key(row) if row else None
+
+    # ---- jobs: API side ------------------------------------------------------------
+    def create_job(self, job: NewJob) -> Job:
+        job_id = secrets.token_urlsafe(15)
+        values: dict[str, Any] = {
+            "id": job_id,
+            "key_id": job.key_id,
+            "route": job.route,
+            "model": job.model,
+            "capability": job.capability,
+            "status": QUEUED,
+            "progress": 0,
+            "attempts": 0,
+            "max_attempts": job.max_attempts,
+            "price": job.price,
+            "created_at": time.time(),
+        }
+        pending = (
+            select(func.coalesce(func.sum(jobs.c.price), 0))
+            .where(jobs.c.key_id == job.key_id, jobs.c.status.in_(PENDING))
+            .scalar_subquery()
+        )
+        affordable = exists(
+            select(api_keys.c.id).where(
+                api_keys.c.id == job.key_id,
+                or_(api_keys.c.credits.is_(None), api_keys.c.credits - pending >= job.price),
+            )
+        )
+        row_source = select(
+            *(literal(v) for v in values.values()), literal(job.params, JSON)
+        ).where(affordable)
+        with self.engine.begin() as conn:
+            # Serialise submits of one key on PostgreSQL (SQLite already serialises writers).
+            balance = conn.execute(
+                select(api_keys.c.credits).where(api_keys.c.id == job.key_id).with_for_update()
+            ).scalar()
+            inserted = conn.execute(
+                insert(jobs).from_select([*values, "params"], row_source)
+            ).rowcount
+            if inserted != 1:
+                spent = conn.execute(select(pending)).scalar() or 0
+                raise CreditsExhausted(max(0, int(balance or 0) - int(spent)))
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
+        return _job(row)
+
+    def get_job(self, job_id: str, key_id: str | None = None) -> Job | None:
+        query = select(jobs).where(jobs.c.id == job_id)
+        if key_id is not None:
+            query = query.where(jobs.c.key_id == key_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return _job(row) if row else None
+
+    def queue_position(self, job: Job) -> int:
+        if job.status != QUEUED:
+            return 0
+        with self.engine.connect() as conn:
+            ahead = conn.execute(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.status == QUEUED, jobs.c.seq < job.seq)
+            ).scalar()
+        return int(ahead or 0)
+
+    def pending_count(self, key_id: str) -> int:
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                select(func.count())
+                .select_from(jobs)
+                .where(jobs.c.key_id == key_id, jobs.c.status.in_(PENDING))
+            ).scalar()
+        return int(count or 0)
+
+    # ---- jobs: worker side ---------------------------------------------------------
+    def claim(self, worker_id: str, capabilities: list[str], lease_seconds: float) -> Job | None:
+        now = time.time()
+        oldest = (
+            select(jobs.c.id)
+            .where(jobs.c.status == QUEUED, jobs.c.capability.in_(capabilities))
+            .order_by(jobs.c.seq)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == oldest, jobs.c.status == QUEUED)
+            .values(
+                status=GENERATING,
+                lease_owner=worker_id,
+                lease_expires_at=now + lease_seconds,
+                attempts=jobs.c.attempts + 1,
+                started_at=func.coalesce(jobs.c.started_at, now),
+                progress=0,
+            )
+            .returning(*jobs.c)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return _job(row) if row else None
+
+    def _owned(self, job_id: str, worker_id: str) -> Any:
+        return (
+            (jobs.c.id == job_id) & (jobs.c.lease_owner == worker_id)
+            & (jobs.c.status == GENERATING)
+        )  # fmt: skip
+
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float, progress: int) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(self._owned(job_id, worker_id))
+                .values(lease_expires_at=time.time() + lease_seconds, progress=progress)
+            )
+        return result.rowcount == 1
+
+    def complete(
+        self, job_id: str, worker_id: str, output: dict[str, Any], credits_used: int
+    ) -> bool:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(jobs)
+                .where(self._owned(job_id, worker_id))
+                .values(
+                    status=COMPLETED, progress=100, output=output, credits_used=credits_used,
+                    lease_owner=None, lease_expires_at=None, finished_at=time.time(),
+                )
+                .returning(jobs.c.key_id)
+            ).first()  # fmt: skip
+            if row is None:
+                return False
+            # Charged in the same transaction as the completion: exactly once.
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == row.key_id, api_keys.c.credits.is_not(None))
+                .values(credits=api_keys.c.credits - credits_used)
+            )
+        return True
+
+    def fail(self, job_id: str, worker_id: str, name: str, message: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(self._owned(job_id, worker_id))
+                .values(
+                    status=ERROR, error_name=name, error_message=message, credits_used=0,
+                    lease_owner=None, lease_expires_at=None, finished_at=time.time(),
+                )
+            )  # fmt: skip
+        return result.rowcount == 1
+
+    def release(self, job_id: str, worker_id: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(self._owned(job_id, worker_id))
+                .values(
+                    status=QUEUED, progress=0, attempts=jobs.c.attempts - 1,
+                    lease_owner=None, lease_expires_at=None,
+                )
+            )  # fmt: skip
+        return result.rowcount == 1
+
+    def recover_expired(self, now: float | None = None) -> Recovered:
+        now = time.time() if now is None else now
+        expired = (jobs.c.status == GENERATING) & (jobs.c.lease_expires_at < now)
+        with self.engine.begin() as conn:
+            failed = conn.execute(
+                update(jobs)
+                .where(expired, jobs.c.attempts >= jobs.c.max_attempts)
+                .values(
+                    status=ERROR, error_name="WorkerLost",
+                    error_message=WORKER_LOST, credits_used=0,
+                    lease_owner=None, lease_expires_at=None, finished_at=now,
+                )
+                .returning(jobs.c.id)
+            ).scalars().all()  # fmt: skip
+            requeued = conn.execute(
+                update(jobs)
+                .where(expired, jobs.c.attempts < jobs.c.max_attempts)
+                .values(status=QUEUED, progress=0, lease_owner=None, lease_expires_at=None)
+                .returning(jobs.c.id)
+            ).scalars().all()
+        return Recovered(requeued=list(requeued), failed=list(failed))

@@ -1,0 +1,99 @@
+"""From a request body to a queued job: validate against the model spec, refuse what this
+deployment cannot run, check every input that can be checked without a fetch, price it,
+store it. HTTP-free, so the API and tools share it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kinema import engines, pricing
+from kinema.errors import (
+    CapabilityMissing,
+    FieldProblem,
+    InputError,
+    OutOfCredits,
+    TooManyRequests,
+    ValidationFailed,
+)
+from kinema.inputs import FetchPolicy, check_url, parse_data_uri
+from kinema.settings import Settings
+from kinema.specs import ModelSpec, RenderRequest, parse_request
+from kinema.store import CreditsExhausted, Job, JobStore, NewJob
+
+
+@dataclass
+class Submission:
+    job: Job
+    spec: ModelSpec
+
+
+class Submitter:
+    def __init__(self, settings: Settings, store: JobStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.capabilities = engines.capabilities(settings.engines)
+        self.policy = FetchPolicy.from_settings(settings)
+
+    def submit(self, route: str, body: Any, key_id: str) -> Submission:
+        spec = parse_request(route, body)
+        request = spec.render()
+        if request.capability not in self.capabilities:
+            raise CapabilityMissing(request.capability, spec.model)
+        self.check_media(request)
+        if self.store.pending_count(key_id) >= self.settings.max_pending_per_key:
+            raise TooManyRequests(
+                f"Too Many Requests: this key already has {self.settings.max_pending_per_key} "
+                "generations queued or running; wait for some to finish."
+            )
+        price = pricing.estimate(spec, self.settings.prices)
+        new = NewJob(
+            key_id=key_id,
+            route=route,
+            model=spec.model,
+            capability=request.capability,
+            params=spec.model_dump(mode="json"),
+            price=price,
+            max_attempts=self.settings.max_attempts,
+        )
+        try:
+            job = self.store.create_job(new)
+        except CreditsExhausted as exc:
+            raise OutOfCredits(price, exc.available) from None
+        return Submission(job, spec)
+
+    def check_media(self, request: RenderRequest) -> None:
+        """Everything about an input that needs no network: URL shape and safety, and
+        for inline data: URIs the full header check (format, size, pixels, length)."""
+        problems = []
+        for ref in request.media():
+            try:
+                check_url(ref.url, ref.field, self.policy)
+                if ref.url[:5].lower() == "data:":
+                    data = parse_data_uri(ref.url, ref.field, self.settings.max_input_bytes)
+                    self._check_inline(ref.field, data, request)
+            except InputError as exc:
+                problems.append(FieldProblem(ref.field, exc.reason))
+        if problems:
+            raise ValidationFailed(problems)
+
+    def _check_inline(self, field: str, data: bytes, request: RenderRequest) -> None:
+        if request.audio is not None and field == request.audio.field:
+            from kinema.media.audio import audio_duration
+
+            seconds = audio_duration(data, field)
+            limit = request.max_audio_seconds
+            if limit is not None and seconds > limit:
+                raise InputError(
+                    field, f"audio is {seconds:.1f} s long; this model accepts at most {limit:g} s"
+                )
+            return
+        from kinema.media.images import inspect_image
+
+        inspect_image(
+            data,
+            field,
+            request.image_rules,
+            self.settings.max_image_pixels,
+            self.settings.max_input_bytes,
+        )

@@ -1,0 +1,242 @@
+"""The worker: claim a job, run its engine, store the video, record the outcome.
+
+A claimed job carries a lease; a heartbeat thread extends it while the engine runs and
+pushes progress. If the heartbeat finds the lease gone (another worker recovered the job
+after this one stalled), the engine is cancelled and its result discarded. Any worker
+re-queues jobs whose lease expired (their worker died); after `max_attempts` runs the job
+fails with `WorkerLost`. SIGTERM stops claiming and lets the current job finish for up to
+`drain_seconds`; past that it is handed back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import FrameType
+
+from kinema import engines, pricing
+from kinema.engines import Context, Engine
+from kinema.errors import Cancelled, EngineError, JobFailure
+from kinema.inputs import FetchPolicy, fetch
+from kinema.settings import Settings
+from kinema.specs import spec_class
+from kinema.specs.base import MediaRef
+from kinema.storage import BlobStorage, open_storage
+from kinema.store import Job, JobStore, SqlStore
+
+log = logging.getLogger("kinema.worker")
+
+PROGRESS_PUSH_SECONDS = 0.5
+
+
+class RunContext(Context):
+    """The context one job's engine sees; `beat()` runs on the heartbeat thread."""
+
+    def __init__(
+        self, worker: Worker, job: Job, work_dir: Path, policy: FetchPolicy
+    ) -> None:
+        self.worker = worker
+        self.job = job
+        self.work_dir = work_dir
+        self.output_path = work_dir / "output.mp4"
+        self.policy = policy
+        self.max_input_bytes = worker.settings.max_input_bytes
+        self.max_image_pixels = worker.settings.max_image_pixels
+        self._progress = 0
+        self._pushed = -1
+        self.lease_lost = threading.Event()
+
+    def progress(self, fraction: float) -> None:
+        # Stored as 0-99 while running: 100 is reserved for "completed".
+        self._progress = max(self._progress, min(99, int(fraction * 100)))
+
+    @property
+    def cancelled(self) -> bool:
+        return self.lease_lost.is_set() or self.worker.hard_stop.is_set()
+
+    def fetch(self, ref: MediaRef) -> bytes:
+        return fetch(ref.url, ref.field, ref.kind, self.policy)
+
+    def beat(self) -> None:
+        ok = self.worker.store.heartbeat(
+            self.job.id, self.worker.id, self.worker.settings.lease_seconds, self._progress
+        )
+        self._pushed = self._progress
+        if not ok:
+            self.lease_lost.set()
+
+    def heartbeat_loop(self, done: threading.Event) -> None:
+        interval = self.worker.settings.lease_seconds / 3
+        last = time.monotonic()
+        while not done.wait(PROGRESS_PUSH_SECONDS):
+            due = time.monotonic() - last >= interval
+            if due or self._progress != self._pushed:
+                try:
+                    self.beat()
+                    last = time.monotonic()
+                except Exception:  # a store hiccup must not kill the job; the lease has slack
+                    log.warning("heartbeat for %s failed; retrying", self.job.id, exc_info=True)
+            if self.lease_lost.is_set():
+                return
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore | None = None,
+        storage: BlobStorage | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or SqlStore(settings.resolved_database_url)
+        self.storage = storage or open_storage(settings)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.policy = FetchPolicy.from_settings(settings)
+        self.stop = threading.Event()  # no new claims
+        self.hard_stop = threading.Event()  # cancel the running job
+        self.engines: dict[str, Engine] = {}
+        self.routes = engines.capabilities(settings.engines)
+        self._last_recovery = 0.0
+
+    def load(self) -> None:
+        for name in dict.fromkeys(self.routes.values()):
+            engine = engines.engine_class(name)()
+            engine.load()
+            self.engines[name] = engine
+        log.info("worker %s ready: %s", self.id, ", ".join(sorted(self.routes)))
+
+    # ---- the loop ------------------------------------------------------------------
+    def run(self) -> None:
+        if not self.engines:
+            self.load()
+        while not self.stop.is_set():
+            self.recover()
+            job = self.store.claim(self.id, list(self.routes), self.settings.lease_seconds)
+            if job is None:
+                self.stop.wait(self.settings.poll_interval)
+                continue
+            self.run_job(job)
+
+    def recover(self) -> None:
+        now = time.monotonic()
+        if now - self._last_recovery < self.settings.lease_seconds / 2:
+            return
+        self._last_recovery = now
+        try:
+            found = self.store.recover_expired()
+        except Exception:
+            log.warning("lease recovery failed; will retry", exc_info=True)
+            return
+        for job_id in found.requeued:
+            log.warning("job %s: its worker stopped responding; re-queued", job_id)
+        for job_id in found.failed:
+            log.error("job %s: out of attempts after worker failures; failed", job_id)
+
+    def run_job(self, job: Job) -> None:
+        work_dir = self.settings.data_dir / "work" / job.id
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+        ctx = RunContext(self, job, work_dir, self.policy)
+        done = threading.Event()
+        beater = threading.Thread(target=ctx.heartbeat_loop, args=(done,), daemon=True)
+        beater.start()
+        started = time.monotonic()
+        log.info("job %s (%s) attempt %d: started", job.id, job.model, job.attempts)
+        try:
+            self._generate_and_store(job, ctx)
+        except Cancelled as exc:
+            if ctx.lease_lost.is_set():
+                log.warning("job %s: lease lost; result discarded", job.id)
+            elif self.store.release(job.id, self.id):
+                log.info("job %s: handed back to the queue (shutdown)", job.id)
+            else:
+                self.store.fail(job.id, self.id, exc.name, exc.message)
+        except JobFailure as exc:
+            log.info("job %s failed: %s: %s", job.id, exc.name, exc.message)
+            self.store.fail(job.id, self.id, exc.name, exc.message)
+        except Exception:
+            log.exception("job %s: engine crashed", job.id)
+            failure = EngineError(
+                "The engine failed unexpectedly while generating this video; the operator's "
+                f"log has the details (job {job.id})."
+            )
+            self.store.fail(job.id, self.id, failure.name, failure.message)
+        finally:
+            done.set()
+            beater.join()
+            shutil.rmtree(work_dir, ignore_errors=True)
+            log.info("job %s: finished in %.2f s", job.id, time.monotonic() - started)
+
+    def _generate_and_store(self, job: Job, ctx: RunContext) -> None:
+        spec = spec_class(job.route, job.model).model_validate(job.params)
+        request = spec.render()
+        engine_name = self.routes.get(request.capability)
+        if engine_name is None:
+            raise EngineError(
+                f"No engine on this worker serves '{request.capability}'.", "CapabilityMissing"
+            )
+        self.engines[engine_name].generate(request, ctx)
+        ctx.check_cancelled()
+        from kinema.media.encode import probe_mp4
+
+        info = probe_mp4(ctx.output_path)
+        key = f"videos/{job.id}.mp4"  # one key per job: a retried run overwrites, never adds
+        self.storage.put(key, ctx.output_path, "video/mp4")
+        output = {
+            "key": key,
+            "content_type": "video/mp4",
+            "file_name": f"{job.id}.mp4",
+            "file_size": info.file_size,
+            "duration": round(info.duration, 3),
+            "width": info.width,
+            "height": info.height,
+            "has_audio": info.has_audio,
+        }
+        credits = pricing.charge(spec, self.settings.prices, info.duration)
+        if not self.store.complete(job.id, self.id, output, credits):
+            log.warning("job %s: finished after losing its lease; result discarded", job.id)
+
+
+def serve_forever(settings: Settings, supervisor_pid: int | None = None) -> None:
+    """`kinema worker`: run one worker until told to stop. SIGTERM (or the first Ctrl-C)
+    drains: no new claims, the running job gets `drain_seconds` to finish. A second
+    Ctrl-C stops at once (the job goes back to the queue). A worker started by
+    `kinema serve` also drains when that server process disappears."""
+    worker = Worker(settings)
+    worker.load()
+
+    def drain(reason: str) -> None:
+        if worker.stop.is_set():
+            return
+        worker.stop.set()
+        timer = threading.Timer(settings.drain_seconds, worker.hard_stop.set)
+        timer.daemon = True
+        timer.start()
+        log.info("worker %s: draining (%s)", worker.id, reason)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and worker.stop.is_set():
+            worker.hard_stop.set()
+            return
+        drain(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if supervisor_pid is not None:
+
+        def watch_parent() -> None:
+            while not worker.stop.wait(1.0):
+                if os.getppid() != supervisor_pid:
+                    drain("the server process is gone")
+
+        threading.Thread(target=watch_parent, daemon=True).start()
+    worker.run()
+    worker.store.close()
+    log.info("worker %s: stopped", worker.id)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import KinemaServer, MediaServer, make_image
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
+    server = MediaServer(tmp_path_factory.mktemp("media"))
+    server.add("portrait.jpg", make_image(480, 640, "JPEG", seed=1))
+    server.add("landscape.png", make_image(960, 540, "PNG", seed=2))
+    server.add("wide.jpg", make_image(1280, 720, "JPEG", seed=3))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KinemaServer]:
+    """One shared `kinema serve` (1 worker) for tests that do not stop or crash it."""
+    srv = KinemaServer(Path(tmp_path_factory.mktemp("kinema")), workers=1)
+    srv.start()
+    yield srv
+    srv.stop()

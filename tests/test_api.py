@@ -1,0 +1,322 @@
+"""The wire contract against a live `kinema serve`: envelopes, auth, isolation, limits,
+headers, legacy routes, OpenAPI."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import KinemaServer, MediaServer, make_image, wait_for
+from tests.videos import assert_video, download
+
+UNIFIED = "/v2/video/generations"
+MINIMAX = "/v2/generate/video/minimax/generation"
+PIXVERSE = "/v2/generate/video/pixverse/generation"
+
+
+def data_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def assert_envelope(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    body: dict[str, object] = response.json()
+    assert set(body) >= {"message", "path", "requestId", "statusCode", "timestamp"}
+    assert body["statusCode"] == status
+    assert body["requestId"] == response.headers["x-inference-id"]
+    assert "Traceback" not in response.text
+    return body
+
+
+def test_submit_and_poll_shapes(server: KinemaServer, media: MediaServer, tmp_path: Path) -> None:
+    with server.client() as c:
+        r = c.post(UNIFIED, json={
+            "model": "pixverse/v5/image-to-video", "prompt": "zoom in slowly",
+            "image_url": f"{media.base}/landscape.png", "resolution": "360P", "duration": "5",
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+        submitted = r.json()
+        assert set(submitted) == {"id", "status", "meta"}
+        assert submitted["status"] == "queued"
+        assert submitted["meta"]["usage"]["credits_used"] == 300_000
+        gen_id = submitted["id"]
+        assert r.headers["x-inference-id"] == gen_id
+
+        first = c.get(UNIFIED, params={"generation_id": gen_id})
+        assert first.headers["x-inference-id"] == gen_id
+        body = first.json()
+        assert body["status"] in ("queued", "generating", "completed")
+        if body["status"] != "completed":
+            assert 0 <= body["progress"] <= 100 and body["queue_position"] >= 0
+        done = wait_for(c, gen_id)
+        assert done["status"] == "completed", done
+        assert done["error"] is None and "progress" not in done
+        video = done["video"]
+        assert set(video) == {"url", "content_type", "file_name", "file_size", "duration",
+                              "width", "height"}
+        assert video["content_type"] == "video/mp4" and (video["width"], video["height"]) == (
+            640, 360)
+        mp4 = download(video["url"], tmp_path / "out.mp4")
+        assert_video(mp4, seconds=5, short_side=360, audio=False, aspect=16 / 9)
+        assert done["meta"]["usage"]["credits_used"] == 300_000
+        # URLs are signed fresh per poll and work without the API key, with Range.
+        again = c.get(UNIFIED, params={"generation_id": gen_id}).json()["video"]["url"]
+        ranged = httpx.get(again, headers={"Range": "bytes=0-99"})
+        assert ranged.status_code == 206 and len(ranged.content) == 100
+        assert ranged.content[4:8] == b"ftyp"
+        tampered = again.replace("signature=", "signature=x")
+        assert httpx.get(tampered).status_code == 404
+
+
+def test_legacy_minimax_route(server: KinemaServer, media: MediaServer) -> None:
+    with server.client() as c:
+        r = c.post(MINIMAX, json={
+            "model": "video-01", "prompt": "static shot",
+            "first_frame_image": f"{media.base}/portrait.jpg", "prompt_optimizer": False,
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+        assert set(r.json()) == {"generation_id", "status", "meta"}
+        gen_id = r.json()["generation_id"]
+        done = wait_for(c, gen_id, path=MINIMAX)
+        assert done["status"] == "completed" and done["id"] == gen_id
+        # The unified field name is not part of the legacy schema.
+        bad = c.post(MINIMAX, json={"model": "video-01", "prompt": "x", "image_url": "http://a"})
+        body = assert_envelope(bad, 400)
+        assert "first_frame_image" in str(body["details"])
+
+
+def test_legacy_pixverse_has_aspect_ratio_but_no_lip_sync(server: KinemaServer) -> None:
+    with server.client() as c:
+        base = {"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://x/a"}
+        ok = c.post(PIXVERSE, json={**base, "aspect_ratio": "1:2"})
+        assert "aspect_ratio" in str(assert_envelope(ok, 400)["details"])
+        lip = c.post(PIXVERSE, json={**base, "lip_sync_tts_content": "hi"})
+        assert "lip_sync_tts_content" in str(assert_envelope(lip, 400)["details"])
+        unified = c.post(UNIFIED, json={**base, "aspect_ratio": "16:9"})
+        assert "aspect_ratio" in str(assert_envelope(unified, 400)["details"])
+
+
+def test_auth(server: KinemaServer) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
+        r = httpx.get(server.base_url + UNIFIED, params={"generation_id": "x"}, headers=headers)
+        body = assert_envelope(r, 401)
+        assert "valid API key" in str(body["message"])
+    r = httpx.post(server.base_url + UNIFIED, json={"model": "video-01"})
+    assert_envelope(r, 401)
+
+
+def _cli(server: KinemaServer, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "kinema", *args], env=server.env, check=True,
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+
+def test_keys_isolation_credits_and_revocation(server: KinemaServer, media: MediaServer) -> None:
+    out = _cli(server, "keys", "create", "--name", "poor", "--credits", "500000")
+    poor = out.strip().splitlines()[-1]
+    other = _cli(server, "keys", "create", "--name", "other").strip().splitlines()[-1]
+    assert "poor" in _cli(server, "keys", "list")
+    body = {"model": "video-01", "prompt": "pan left", "image_url": f"{media.base}/wide.jpg"}
+    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+        first = c.post(UNIFIED, json=body, headers={"Authorization": f"Bearer {poor}"})
+        assert first.status_code == 201, first.text  # 432,000 of 500,000
+        gen_id = first.json()["id"]
+        second = c.post(UNIFIED, json=body, headers={"Authorization": f"Bearer {poor}"})
+        assert "run out of credits" in str(assert_envelope(second, 403)["message"])
+        # Another key cannot see it: 404, same as an unknown id.
+        r = c.get(UNIFIED, params={"generation_id": gen_id},
+                  headers={"Authorization": f"Bearer {other}"})
+        assert_envelope(r, 404)
+        r = c.get(UNIFIED, params={"generation_id": "does-not-exist"},
+                  headers={"Authorization": f"Bearer {other}"})
+        assert_envelope(r, 404)
+        done = wait_for(httpx.Client(base_url=server.base_url,
+                                     headers={"Authorization": f"Bearer {poor}"}), gen_id)
+        assert done["status"] == "completed"
+        assert done["meta"]["usage"]["credits_used"] == 432_000
+        listing = _cli(server, "keys", "list")
+        assert "68000" in listing  # 500,000 - 432,000 charged at completion
+        _cli(server, "keys", "revoke", poor[:10])
+        import time
+
+        time.sleep(2.5)  # the API caches a verified key for 2 s
+        r = c.get(UNIFIED, params={"generation_id": gen_id},
+                  headers={"Authorization": f"Bearer {poor}"})
+        assert_envelope(r, 401)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "fragment"),
+    [
+        ({"model": "video-01"}, "prompt", "Required"),
+        ({"model": "video-01", "prompt": "x" * 2001}, "prompt", "2000"),
+        ({"model": "video-01", "prompt": "p", "colour": "red"}, "colour", "Accepted fields"),
+        ({"model": "sora"}, "model", "Expected"),
+        ({"prompt": "no model"}, "model", "Required"),
+        ({"model": "google/veo-3.1-i2v-fast", "prompt": "p"}, "image_url", "Required"),
+        ({"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": "http://a/b",
+          "duration": 5}, "duration", "4, 6 or 8"),
+        ({"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": "http://a/b",
+          "aspect_ratio": "1:1"}, "aspect_ratio", "16:9"),
+        ({"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": "http://a/b",
+          "resolution": "4k"}, "resolution", "720p"),
+        ({"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": "ftp://a/b"},
+         "image_url", "http(s) URL"),
+        ({"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
+          "resolution": "1080p", "duration": 8}, "body", "1080p"),
+        ({"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
+          "style": "watercolor"}, "style", "anime"),
+        ({"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
+          "seed": "abc"}, "seed", "integer"),
+        ({"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
+          "lip_sync_tts_speaker": "Bob"}, "lip_sync_tts_speaker", "Harper"),
+        ({"model": "veed/fabric-1.0", "image_url": "http://a/b"}, "audio_url", "Required"),
+        ({"model": "veed/fabric-1.0", "image_url": "http://a/b", "audio_url": "http://a/c",
+          "resolution": "1080p"}, "resolution", "480p"),
+        ({"model": "veo-3.1-lite-generate-001", "prompt": "p", "person_generation": "all"},
+         "person_generation", "dont_allow"),
+        ({"model": "veo-3.1-lite-generate-001", "prompt": "p", "image_url": "http://a/b",
+          "last_image_url": "http://a/c", "tail_image_url": "http://a/d"}, "body", "alias"),
+        ({"model": "video-01", "prompt": "p", "enhance_prompt": "maybe"}, "enhance_prompt",
+         "boolean"),
+    ],
+)
+def test_validation_errors(server: KinemaServer, body: dict[str, object], field: str,
+                           fragment: str) -> None:
+    with server.client() as c:
+        r = c.post(UNIFIED, json=body)
+    out = assert_envelope(r, 400)
+    assert out["message"] == "Body validation error!"
+    details = out["details"]
+    assert isinstance(details, list)
+    hit = [d for d in details if d["field"] == field]
+    assert hit, details
+    assert fragment.lower() in str(hit).lower(), hit
+
+
+def test_invalid_json_and_non_object(server: KinemaServer) -> None:
+    with server.client() as c:
+        r = c.post(UNIFIED, content=b"{not json", headers={"content-type": "application/json"})
+        assert "not valid JSON" in str(assert_envelope(r, 400)["details"])
+        r = c.post(UNIFIED, json=[1, 2])
+        assert "JSON object" in str(assert_envelope(r, 400)["details"])
+        r = c.get(UNIFIED)
+        assert "generation_id" in str(assert_envelope(r, 400)["details"])
+
+
+def test_missing_capability_is_refused_at_submit(server: KinemaServer) -> None:
+    cases = [
+        {"model": "video-01", "prompt": "a cat"},  # text-to-video
+        {"model": "veo-3.1-lite-generate-001", "prompt": "a cat"},
+        {"model": "veed/fabric-1.0", "image_url": "http://a/b.png", "audio_url": "http://a/c"},
+        {"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
+         "lip_sync_tts_content": "hello", "lip_sync_tts_speaker": "Chloe"},
+    ]
+    with server.client() as c:
+        for body in cases:
+            out = assert_envelope(c.post(UNIFIED, json=body), 400)
+            assert "has no engine for" in str(out["message"]), out
+
+
+def test_accepted_spellings(server: KinemaServer, media: MediaServer) -> None:
+    """duration as "8" or 8, resolution in any case, both Veo Lite ids, tail_image_url."""
+    image = f"{media.base}/wide.jpg"
+    with server.client() as c:
+        for body in [
+            {"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": image,
+             "duration": "4", "resolution": "720P", "generate_audio": False},
+            {"model": "veo-3.1-lite-generate-001", "prompt": "p", "image_url": image,
+             "duration": 4, "resolution": "720p"},
+        ]:
+            r = c.post(UNIFIED, json=body)
+            assert r.status_code == 201, r.text
+            done = wait_for(c, r.json()["id"])
+            assert done["status"] == "completed", done
+            assert done["video"]["duration"] == pytest.approx(4, abs=0.05)
+            assert min(done["video"]["width"], done["video"]["height"]) == 720
+
+
+def test_body_too_large(server: KinemaServer) -> None:
+    big = b"x" * (65 * 1024 * 1024)
+    with server.client() as c:
+        r = c.post(UNIFIED, content=big, headers={"content-type": "application/json"})
+        assert_envelope(r, 413)
+
+        def chunks():  # no Content-Length: counted while reading
+            for _ in range(65):
+                yield b"x" * (1024 * 1024)
+
+        r = c.post(UNIFIED, content=chunks(), headers={"content-type": "application/json"})
+        assert_envelope(r, 413)
+        assert c.get("/health").status_code == 200  # still serving
+
+
+def test_request_ids(server: KinemaServer) -> None:
+    with server.client() as c:
+        r = c.get("/health", headers={"X-Client-Request-Id": "abc-123:x.y_z"})
+        assert r.headers["x-client-request-id"] == "abc-123:x.y_z"
+        assert r.headers["x-inference-id"]
+        r = c.get("/health", headers={"X-Client-Request-Id": "bad id!"})
+        assert "x-client-request-id" not in r.headers
+        r = c.get("/nope")
+        assert_envelope(r, 404)
+
+
+def test_inline_media_is_checked_at_submit(server: KinemaServer) -> None:
+    with server.client() as c:
+        cases = [
+            (data_uri(b"not an image at all"), "not"),
+            ("data:image/png;base64,!!!", "base64"),
+            (data_uri(make_image(300, 600, "PNG")), "300"),  # video-01: short side > 300
+            (data_uri(make_image(800, 310, "PNG")), "aspect"),  # wider than 5:2
+            (data_uri(make_image(640, 480, "WEBP")), "webp"),  # video-01: JPG/PNG only
+        ]
+        for uri, fragment in cases:
+            r = c.post(UNIFIED, json={"model": "video-01", "prompt": "p", "image_url": uri})
+            out = assert_envelope(r, 400)
+            assert fragment.lower() in str(out["details"]).lower(), out
+        ok = c.post(UNIFIED, json={"model": "video-01", "prompt": "p",
+                                   "image_url": data_uri(make_image(640, 480, "JPEG"),
+                                                         "image/jpeg")})
+        assert ok.status_code == 201, ok.text
+        assert wait_for(c, ok.json()["id"])["status"] == "completed"
+
+
+def test_fetch_failures_fail_the_job_with_a_clear_error(
+    server: KinemaServer, media: MediaServer
+) -> None:
+    media.add("corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 200)
+    media.add("page.jpg", b"<html>not an image</html>")
+    cases = [
+        (f"{media.base}/missing.png", "404"),
+        (f"{media.base}/corrupt.png", "image_url"),
+        (f"{media.base}/page.jpg", "image_url"),
+    ]
+    with server.client() as c:
+        for url, fragment in cases:
+            r = c.post(UNIFIED, json={"model": "pixverse/v5/image-to-video", "prompt": "p",
+                                      "image_url": url, "resolution": "360p"})
+            assert r.status_code == 201, r.text
+            done = wait_for(c, r.json()["id"])
+            assert done["status"] == "error" and done["video"] is None, done
+            assert done["error"]["name"] == "InvalidInput"
+            assert fragment in done["error"]["message"], done
+            assert done["meta"]["usage"]["credits_used"] == 0
+
+
+def test_openapi_lists_every_model(server: KinemaServer) -> None:
+    spec = httpx.get(server.base_url + "/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for name in ("Fabric10", "Video01", "VeoI2VFast", "PixverseI2V", "VeoLite",
+                 "Video01Legacy", "PixverseI2VLegacy"):
+        assert name in schemas
+    body = spec["paths"][UNIFIED]["post"]["requestBody"]["content"]["application/json"]
+    assert len(body["schema"]["oneOf"]) == 5
+    assert "veo-3.1-lite-generate-001" in body["schema"]["discriminator"]["mapping"]
+    assert httpx.get(server.base_url + "/docs").status_code == 200
