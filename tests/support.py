@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,7 +31,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_image(width: int, height: int, fmt: str = "PNG", mode: str = "RGB", seed: int = 0) -> bytes:
+def make_image(
+    width: int, height: int, fmt: str = "PNG", mode: str = "RGB", seed: int = 0
+) -> bytes:
     """A real, textured picture (gradients, circles, stripes) so motion and crops show."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -96,11 +98,11 @@ class KinemaServer:
 
     def start(self, timeout: float = 60) -> KinemaServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kinema", "serve", "--port", str(self.port)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kinema", "serve", "--port", str(self.port)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -129,10 +131,8 @@ class KinemaServer:
     def kill_all(self) -> None:
         """SIGKILL the server and its whole process group (workers included)."""
         assert self.proc is not None
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait()
 
     @property
@@ -143,8 +143,9 @@ class KinemaServer:
         return httpx.Client(base_url=self.base_url, headers=self.headers, timeout=30)
 
 
-def wait_for(client: httpx.Client, gen_id: str, timeout: float = 120, path: str =
-             "/v2/video/generations") -> dict[str, Any]:
+def wait_for(
+    client: httpx.Client, gen_id: str, timeout: float = 120, path: str = "/v2/video/generations"
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body: dict[str, Any] = client.get(path, params={"generation_id": gen_id}).json()

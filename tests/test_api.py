@@ -57,10 +57,19 @@ def test_submit_and_poll_shapes(server: KinemaServer, media: MediaServer, tmp_pa
         assert done["status"] == "completed", done
         assert done["error"] is None and "progress" not in done
         video = done["video"]
-        assert set(video) == {"url", "content_type", "file_name", "file_size", "duration",
-                              "width", "height"}
+        assert set(video) == {
+            "url",
+            "content_type",
+            "file_name",
+            "file_size",
+            "duration",
+            "width",
+            "height",
+        }
         assert video["content_type"] == "video/mp4" and (video["width"], video["height"]) == (
-            640, 360)
+            640,
+            360,
+        )
         mp4 = download(video["url"], tmp_path / "out.mp4")
         assert_video(mp4, seconds=5, short_side=360, audio=False, aspect=16 / 9)
         assert done["meta"]["usage"]["credits_used"] == 300_000
@@ -130,14 +139,20 @@ def test_keys_isolation_credits_and_revocation(server: KinemaServer, media: Medi
         second = c.post(UNIFIED, json=body, headers={"Authorization": f"Bearer {poor}"})
         assert "run out of credits" in str(assert_envelope(second, 403)["message"])
         # Another key cannot see it: 404, same as an unknown id.
-        r = c.get(UNIFIED, params={"generation_id": gen_id},
-                  headers={"Authorization": f"Bearer {other}"})
+        r = c.get(
+            UNIFIED, params={"generation_id": gen_id}, headers={"Authorization": f"Bearer {other}"}
+        )
         assert_envelope(r, 404)
-        r = c.get(UNIFIED, params={"generation_id": "does-not-exist"},
-                  headers={"Authorization": f"Bearer {other}"})
+        r = c.get(
+            UNIFIED,
+            params={"generation_id": "does-not-exist"},
+            headers={"Authorization": f"Bearer {other}"},
+        )
         assert_envelope(r, 404)
-        done = wait_for(httpx.Client(base_url=server.base_url,
-                                     headers={"Authorization": f"Bearer {poor}"}), gen_id)
+        done = wait_for(
+            httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {poor}"}),
+            gen_id,
+        )
         assert done["status"] == "completed"
         assert done["meta"]["usage"]["credits_used"] == 432_000
         listing = _cli(server, "keys", "list")
@@ -146,8 +161,9 @@ def test_keys_isolation_credits_and_revocation(server: KinemaServer, media: Medi
         import time
 
         time.sleep(2.5)  # the API caches a verified key for 2 s
-        r = c.get(UNIFIED, params={"generation_id": gen_id},
-                  headers={"Authorization": f"Bearer {poor}"})
+        r = c.get(
+            UNIFIED, params={"generation_id": gen_id}, headers={"Authorization": f"Bearer {poor}"}
+        )
         assert_envelope(r, 401)
 
 
@@ -160,35 +176,119 @@ def test_keys_isolation_credits_and_revocation(server: KinemaServer, media: Medi
         ({"model": "sora"}, "model", "Expected"),
         ({"prompt": "no model"}, "model", "Required"),
         ({"model": "google/veo-3.1-i2v-fast", "prompt": "p"}, "image_url", "Required"),
-        ({"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": "http://a/b",
-          "duration": 5}, "duration", "4, 6 or 8"),
-        ({"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": "http://a/b",
-          "aspect_ratio": "1:1"}, "aspect_ratio", "16:9"),
-        ({"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": "http://a/b",
-          "resolution": "4k"}, "resolution", "720p"),
-        ({"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": "ftp://a/b"},
-         "image_url", "http(s) URL"),
-        ({"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
-          "resolution": "1080p", "duration": 8}, "body", "1080p"),
-        ({"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
-          "style": "watercolor"}, "style", "anime"),
-        ({"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
-          "seed": "abc"}, "seed", "integer"),
-        ({"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
-          "lip_sync_tts_speaker": "Bob"}, "lip_sync_tts_speaker", "Harper"),
+        (
+            {
+                "model": "google/veo-3.1-i2v-fast",
+                "prompt": "p",
+                "image_url": "http://a/b",
+                "duration": 5,
+            },
+            "duration",
+            "4, 6 or 8",
+        ),
+        (
+            {
+                "model": "google/veo-3.1-i2v-fast",
+                "prompt": "p",
+                "image_url": "http://a/b",
+                "aspect_ratio": "1:1",
+            },
+            "aspect_ratio",
+            "16:9",
+        ),
+        (
+            {
+                "model": "google/veo-3.1-i2v-fast",
+                "prompt": "p",
+                "image_url": "http://a/b",
+                "resolution": "4k",
+            },
+            "resolution",
+            "720p",
+        ),
+        (
+            {"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": "ftp://a/b"},
+            "image_url",
+            "http(s) URL",
+        ),
+        (
+            {
+                "model": "pixverse/v5/image-to-video",
+                "prompt": "p",
+                "image_url": "http://a/b",
+                "resolution": "1080p",
+                "duration": 8,
+            },
+            "body",
+            "1080p",
+        ),
+        (
+            {
+                "model": "pixverse/v5/image-to-video",
+                "prompt": "p",
+                "image_url": "http://a/b",
+                "style": "watercolor",
+            },
+            "style",
+            "anime",
+        ),
+        (
+            {
+                "model": "pixverse/v5/image-to-video",
+                "prompt": "p",
+                "image_url": "http://a/b",
+                "seed": "abc",
+            },
+            "seed",
+            "integer",
+        ),
+        (
+            {
+                "model": "pixverse/v5/image-to-video",
+                "prompt": "p",
+                "image_url": "http://a/b",
+                "lip_sync_tts_speaker": "Bob",
+            },
+            "lip_sync_tts_speaker",
+            "Harper",
+        ),
         ({"model": "veed/fabric-1.0", "image_url": "http://a/b"}, "audio_url", "Required"),
-        ({"model": "veed/fabric-1.0", "image_url": "http://a/b", "audio_url": "http://a/c",
-          "resolution": "1080p"}, "resolution", "480p"),
-        ({"model": "veo-3.1-lite-generate-001", "prompt": "p", "person_generation": "all"},
-         "person_generation", "dont_allow"),
-        ({"model": "veo-3.1-lite-generate-001", "prompt": "p", "image_url": "http://a/b",
-          "last_image_url": "http://a/c", "tail_image_url": "http://a/d"}, "body", "alias"),
-        ({"model": "video-01", "prompt": "p", "enhance_prompt": "maybe"}, "enhance_prompt",
-         "boolean"),
+        (
+            {
+                "model": "veed/fabric-1.0",
+                "image_url": "http://a/b",
+                "audio_url": "http://a/c",
+                "resolution": "1080p",
+            },
+            "resolution",
+            "480p",
+        ),
+        (
+            {"model": "veo-3.1-lite-generate-001", "prompt": "p", "person_generation": "all"},
+            "person_generation",
+            "dont_allow",
+        ),
+        (
+            {
+                "model": "veo-3.1-lite-generate-001",
+                "prompt": "p",
+                "image_url": "http://a/b",
+                "last_image_url": "http://a/c",
+                "tail_image_url": "http://a/d",
+            },
+            "body",
+            "alias",
+        ),
+        (
+            {"model": "video-01", "prompt": "p", "enhance_prompt": "maybe"},
+            "enhance_prompt",
+            "boolean",
+        ),
     ],
 )
-def test_validation_errors(server: KinemaServer, body: dict[str, object], field: str,
-                           fragment: str) -> None:
+def test_validation_errors(
+    server: KinemaServer, body: dict[str, object], field: str, fragment: str
+) -> None:
     with server.client() as c:
         r = c.post(UNIFIED, json=body)
     out = assert_envelope(r, 400)
@@ -215,8 +315,13 @@ def test_missing_capability_is_refused_at_submit(server: KinemaServer) -> None:
         {"model": "video-01", "prompt": "a cat"},  # text-to-video
         {"model": "veo-3.1-lite-generate-001", "prompt": "a cat"},
         {"model": "veed/fabric-1.0", "image_url": "http://a/b.png", "audio_url": "http://a/c"},
-        {"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b",
-         "lip_sync_tts_content": "hello", "lip_sync_tts_speaker": "Chloe"},
+        {
+            "model": "pixverse/v5/image-to-video",
+            "prompt": "p",
+            "image_url": "http://a/b",
+            "lip_sync_tts_content": "hello",
+            "lip_sync_tts_speaker": "Chloe",
+        },
     ]
     with server.client() as c:
         for body in cases:
@@ -229,10 +334,21 @@ def test_accepted_spellings(server: KinemaServer, media: MediaServer) -> None:
     image = f"{media.base}/wide.jpg"
     with server.client() as c:
         for body in [
-            {"model": "google/veo-3.1-i2v-fast", "prompt": "p", "image_url": image,
-             "duration": "4", "resolution": "720P", "generate_audio": False},
-            {"model": "veo-3.1-lite-generate-001", "prompt": "p", "image_url": image,
-             "duration": 4, "resolution": "720p"},
+            {
+                "model": "google/veo-3.1-i2v-fast",
+                "prompt": "p",
+                "image_url": image,
+                "duration": "4",
+                "resolution": "720P",
+                "generate_audio": False,
+            },
+            {
+                "model": "veo-3.1-lite-generate-001",
+                "prompt": "p",
+                "image_url": image,
+                "duration": 4,
+                "resolution": "720p",
+            },
         ]:
             r = c.post(UNIFIED, json=body)
             assert r.status_code == 201, r.text
@@ -281,9 +397,14 @@ def test_inline_media_is_checked_at_submit(server: KinemaServer) -> None:
             r = c.post(UNIFIED, json={"model": "video-01", "prompt": "p", "image_url": uri})
             out = assert_envelope(r, 400)
             assert fragment.lower() in str(out["details"]).lower(), out
-        ok = c.post(UNIFIED, json={"model": "video-01", "prompt": "p",
-                                   "image_url": data_uri(make_image(640, 480, "JPEG"),
-                                                         "image/jpeg")})
+        ok = c.post(
+            UNIFIED,
+            json={
+                "model": "video-01",
+                "prompt": "p",
+                "image_url": data_uri(make_image(640, 480, "JPEG"), "image/jpeg"),
+            },
+        )
         assert ok.status_code == 201, ok.text
         assert wait_for(c, ok.json()["id"])["status"] == "completed"
 
@@ -300,8 +421,15 @@ def test_fetch_failures_fail_the_job_with_a_clear_error(
     ]
     with server.client() as c:
         for url, fragment in cases:
-            r = c.post(UNIFIED, json={"model": "pixverse/v5/image-to-video", "prompt": "p",
-                                      "image_url": url, "resolution": "360p"})
+            r = c.post(
+                UNIFIED,
+                json={
+                    "model": "pixverse/v5/image-to-video",
+                    "prompt": "p",
+                    "image_url": url,
+                    "resolution": "360p",
+                },
+            )
             assert r.status_code == 201, r.text
             done = wait_for(c, r.json()["id"])
             assert done["status"] == "error" and done["video"] is None, done
@@ -313,8 +441,15 @@ def test_fetch_failures_fail_the_job_with_a_clear_error(
 def test_openapi_lists_every_model(server: KinemaServer) -> None:
     spec = httpx.get(server.base_url + "/openapi.json").json()
     schemas = spec["components"]["schemas"]
-    for name in ("Fabric10", "Video01", "VeoI2VFast", "PixverseI2V", "VeoLite",
-                 "Video01Legacy", "PixverseI2VLegacy"):
+    for name in (
+        "Fabric10",
+        "Video01",
+        "VeoI2VFast",
+        "PixverseI2V",
+        "VeoLite",
+        "Video01Legacy",
+        "PixverseI2VLegacy",
+    ):
         assert name in schemas
     body = spec["paths"][UNIFIED]["post"]["requestBody"]["content"]["application/json"]
     assert len(body["schema"]["oneOf"]) == 5

@@ -73,8 +73,9 @@ def test_restart_with_queued_jobs_and_server_sigkill(tmp_path: Path, media: Medi
         for gen_id in queued:
             body = c.get(UNIFIED, params={"generation_id": gen_id}).json()
             assert body["status"] == "queued"
-        assert [c.get(UNIFIED, params={"generation_id": g}).json()["queue_position"]
-                for g in queued] == [0, 1, 2]
+        assert [
+            c.get(UNIFIED, params={"generation_id": g}).json()["queue_position"] for g in queued
+        ] == [0, 1, 2]
     assert api_only.stop() == 0
 
     crashing = KinemaServer(data, workers=1).start()
@@ -115,9 +116,14 @@ def test_ssrf_refused_when_private_urls_are_not_allowed(tmp_path: Path) -> None:
     server = KinemaServer(tmp_path / "k", workers=0, KINEMA_ALLOW_PRIVATE_URLS="0").start()
     try:
         with server.client() as c:
-            for url in ["http://127.0.0.1:9/x.png", "http://[::1]/x.png", "http://10.1.2.3/a",
-                        "http://169.254.169.254/latest/meta-data/", "http://localhost/x.png",
-                        "http://2130706433/x.png"]:
+            for url in [
+                "http://127.0.0.1:9/x.png",
+                "http://[::1]/x.png",
+                "http://10.1.2.3/a",
+                "http://169.254.169.254/latest/meta-data/",
+                "http://localhost/x.png",
+                "http://2130706433/x.png",
+            ]:
                 r = c.post(UNIFIED, json={"model": "video-01", "prompt": "p", "image_url": url})
                 assert r.status_code == 400, (url, r.text)
                 assert r.json()["details"][0]["field"] == "image_url"

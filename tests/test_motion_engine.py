@@ -33,7 +33,14 @@ from kinema.errors import Cancelled, EngineError, InputError
 from kinema.media.images import decode_image, fit_image
 from kinema.specs.base import IMAGE_TO_VIDEO, ImageRules, MediaRef, RenderRequest
 from kinema.specs.minimax import VIDEO01_IMAGE_RULES
-from tests.engine_context import EngineTestContext, data_uri, encode_image, picture, psnr
+from tests.engine_context import (
+    EngineTestContext,
+    data_uri,
+    encode_image,
+    luma_psnr,
+    picture,
+    psnr,
+)
 
 SOURCE = encode_image(picture(960, 540, seed=11), "JPEG", quality=92)
 
@@ -156,7 +163,11 @@ def test_five_second_clip_at_360p(engine: MotionEngine, tmp_path: Path) -> None:
         assert not container.streams.audio
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video)]
     assert len(frames) == 125
-    assert psnr(frames[0], fitted(640, 360)) > 35
+    # Frame 0 is the fitted input. RGB PSNR is capped near 37.6 dB by 4:2:0 chroma on
+    # the test picture's saturated edges even without any compression; brightness is not.
+    first = fitted(640, 360)
+    assert psnr(frames[0], first) > 34
+    assert luma_psnr(frames[0], first) > 40
     assert ctx.reports[-1] == 1.0 and ctx.reports == sorted(ctx.reports)
     assert len(ctx.reports) == 125
     # Zooming in: the last frame is the centre of the first, magnified.

@@ -15,16 +15,15 @@ from tests.support import KinemaServer, MediaServer
 from tests.videos import assert_video, download
 
 CLIENTS = Path(__file__).parent / "seed_clients"
-SEED_IMAGES = {
-    "https://s2-111386.kwimgs.com/bs2/mmu-aiplatform-temp/kling/20240620/1.jpeg": "portrait.jpg",
-    "https://raw.githubusercontent.com/aimlapi/api-docs/main/reference-files/news-presenter.jpg":
-        "landscape.png",
-}
+KLING = "https://s2-111386.kwimgs.com/bs2/mmu-aiplatform-temp/kling/20240620/1.jpeg"
+REFERENCE = "https://raw.githubusercontent.com/aimlapi/api-docs/main/reference-files/"
+SEED_IMAGES = {KLING: "portrait.jpg", REFERENCE + "news-presenter.jpg": "landscape.png"}
 LIP_SYNC_LINE = re.compile(r"^\s*\"lip_sync_tts_\w+\".*# lip-sync\n", re.M)
 
 
-def prepare(script: str, server: KinemaServer, media: MediaServer, tmp: Path,
-            drop_lip_sync: bool = False) -> Path:
+def prepare(
+    script: str, server: KinemaServer, media: MediaServer, tmp: Path, drop_lip_sync: bool = False
+) -> Path:
     text = (CLIENTS / script).read_text()
     text = text.replace("https://api.aimlapi.com", server.base_url)
     text = text.replace("<YOUR_AIMLAPI_KEY>", server.key)
@@ -54,9 +53,7 @@ CASES = {
 }
 
 
-def test_seed_clients_complete(
-    server: KinemaServer, media: MediaServer, tmp_path: Path
-) -> None:
+def test_seed_clients_complete(server: KinemaServer, media: MediaServer, tmp_path: Path) -> None:
     # The scripts sleep 10-15 s between polls: run them side by side.
     procs = {}
     for script, (*_, drop) in CASES.items():

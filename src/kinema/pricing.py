@@ -31,7 +31,9 @@ def charge(spec: ModelSpec, overrides: Mapping[str, int], seconds: float) -> int
     return round(per_second(spec, overrides) * seconds)
 
 
-def price_table(specs: list[type[ModelSpec]], overrides: Mapping[str, int]) -> list[dict[str, object]]:
+def price_table(
+    specs: list[type[ModelSpec]], overrides: Mapping[str, int]
+) -> list[dict[str, object]]:
     """Rows for the README / `GET /v2/models`: model, resolution, credits and USD per second."""
     rows: list[dict[str, object]] = []
     for cls in specs:

@@ -39,9 +39,7 @@ PROGRESS_PUSH_SECONDS = 0.5
 class RunContext(Context):
     """The context one job's engine sees; `beat()` runs on the heartbeat thread."""
 
-    def __init__(
-        self, worker: Worker, job: Job, work_dir: Path, policy: FetchPolicy
-    ) -> None:
+    def __init__(self, worker: Worker, job: Job, work_dir: Path, policy: FetchPolicy) -> None:
         self.worker = worker
         self.job = job
         self.work_dir = work_dir

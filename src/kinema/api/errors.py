@@ -127,5 +127,6 @@ def install(app: FastAPI) -> None:
 def _is_database_outage(exc: Exception) -> bool:
     from sqlalchemy.exc import DBAPIError
 
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated or "OperationalError"
-                                                  in type(exc).__name__)
+    return isinstance(exc, DBAPIError) and bool(
+        exc.connection_invalidated or "OperationalError" in type(exc).__name__
+    )

@@ -14,12 +14,12 @@ def router(storage: LocalStorage) -> APIRouter:
     api = APIRouter()
 
     @api.get(FILES_ROUTE + "/{key:path}", include_in_schema=False, response_model=None)
-    def download(
-        key: str, expires: int = Query(...), signature: str = Query(...)
-    ) -> FileResponse:
+    def download(key: str, expires: int = Query(...), signature: str = Query(...)) -> FileResponse:
         if not storage.signer.verify(key, expires, signature):
-            raise NotFound("This download link is invalid or has expired; poll the "
-                           "generation again for a fresh one.")
+            raise NotFound(
+                "This download link is invalid or has expired; poll the "
+                "generation again for a fresh one."
+            )
         try:
             path = storage.path(key)
         except ValueError:

@@ -26,9 +26,9 @@ PATHS = {
 GENERATION_ID = Query(..., min_length=1, max_length=200, description="The generation id.")
 
 
-def job_view(job: Job, storage: BlobStorage, base_url: str, ttl: int, position: int) -> dict[
-    str, Any
-]:
+def job_view(
+    job: Job, storage: BlobStorage, base_url: str, ttl: int, position: int
+) -> dict[str, Any]:
     """The poll response body for `job`; the video URL is signed afresh on every call."""
     credits = job.credits_used if job.credits_used is not None else job.price
     body: dict[str, Any] = {
@@ -108,8 +108,10 @@ def router(
         return JSONResponse(body, headers={"x-aimlapi-credits-used": str(credits)})
 
     for route, path in PATHS.items():
-        summary = "Create a video generation task" if route == "unified" else (
-            f"Create a generation (legacy {route} route)"
+        summary = (
+            "Create a video generation task"
+            if route == "unified"
+            else (f"Create a generation (legacy {route} route)")
         )
         api.add_api_route(
             path, make_submit(route), methods=["POST"], status_code=201, summary=summary,

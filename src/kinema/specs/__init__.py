@@ -50,8 +50,9 @@ def parse_request(route: str, body: Any) -> ModelSpec:
     if model not in index:
         expected = " | ".join(f"'{m}'" for m in index)
         message = (
-            "Required" if model is None else f"Invalid enum value. Expected {expected}, "
-            f"received '{model}'"
+            "Required"
+            if model is None
+            else f"Invalid enum value. Expected {expected}, received '{model}'"
         )
         raise ValidationFailed([FieldProblem("model", message, expected, model)])
     cls = index[model]

@@ -6,7 +6,14 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from kinema.specs.base import TALKING_HEAD, MediaRef, MediaUrl, ModelSpec, RenderRequest, case_insensitive
+from kinema.specs.base import (
+    TALKING_HEAD,
+    MediaRef,
+    MediaUrl,
+    ModelSpec,
+    RenderRequest,
+    case_insensitive,
+)
 
 
 class Fabric10(ModelSpec):

@@ -70,9 +70,7 @@ class _PixverseFields(ModelSpec):
 class PixverseI2V(_PixverseFields):
     MODEL_IDS: ClassVar[tuple[str, ...]] = ("pixverse/v5/image-to-video",)
 
-    duration: Annotated[Literal[5, 8], LaxInt] = Field(
-        default=5, description=DURATION_DESCRIPTION
-    )
+    duration: Annotated[Literal[5, 8], LaxInt] = Field(default=5, description=DURATION_DESCRIPTION)
     lip_sync_tts_content: str | None = Field(
         default=None, min_length=1, description="The text content to be lip-synced."
     )
@@ -84,9 +82,7 @@ class PixverseI2V(_PixverseFields):
     def _consistent(self) -> PixverseI2V:
         self._check_duration(self.duration)
         if (self.lip_sync_tts_content is None) != (self.lip_sync_tts_speaker is None):
-            raise ValueError(
-                "lip_sync_tts_content and lip_sync_tts_speaker must be sent together"
-            )
+            raise ValueError("lip_sync_tts_content and lip_sync_tts_speaker must be sent together")
         return self
 
     def render(self) -> RenderRequest:

@@ -42,8 +42,8 @@ class VeoI2VFast(ModelSpec):
     duration: Annotated[Literal[4, 6, 8], LaxInt] = Field(
         default=8, description="The length of the output video in seconds."
     )
-    resolution: Annotated[Literal["720p", "1080p"], case_insensitive("720p", "1080p")] = (
-        Field(default="1080p", description="The resolution of the output video.")
+    resolution: Annotated[Literal["720p", "1080p"], case_insensitive("720p", "1080p")] = Field(
+        default="1080p", description="The resolution of the output video."
     )
     generate_audio: bool = Field(default=True, description=AUDIO_DESCRIPTION)
     provider: str = Field(
@@ -90,12 +90,10 @@ class VeoLite(ModelSpec):
     aspect_ratio: Literal["16:9", "9:16"] | None = Field(
         default=None, description="The aspect ratio of the generated video."
     )
-    resolution: Annotated[Literal["720P", "1080P"], case_insensitive("720P", "1080P")] = (
-        Field(
-            default="720P",
-            description="The resolution of the output video, where the number refers to the "
-            "short side in pixels.",
-        )
+    resolution: Annotated[Literal["720P", "1080P"], case_insensitive("720P", "1080P")] = Field(
+        default="720P",
+        description="The resolution of the output video, where the number refers to the "
+        "short side in pixels.",
     )
     duration: Annotated[Literal[4, 6, 8], LaxInt] = Field(
         default=8, description="The length of the output video in seconds."

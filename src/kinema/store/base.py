@@ -72,9 +72,9 @@ class CreditsExhausted(Exception):
 class JobStore(ABC):
     # ---- keys ----------------------------------------------------------------------
     @abstractmethod
-    def create_key(self, name: str, credits: int | None, secret: str | None = None) -> tuple[
-        ApiKey, str
-    ]:
+    def create_key(
+        self, name: str, credits: int | None, secret: str | None = None
+    ) -> tuple[ApiKey, str]:
         """Create a key; returns it and its secret (shown once, stored hashed)."""
 
     @abstractmethod

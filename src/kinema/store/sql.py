@@ -121,9 +121,11 @@ class SqlStore(JobStore):
         if found:
             return found
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(api_keys).where(api_keys.c.key_hash == hash_secret(secret))
-            ).mappings().first()
+            row = (
+                conn.execute(select(api_keys).where(api_keys.c.key_hash == hash_secret(secret)))
+                .mappings()
+                .first()
+            )
             if row is not None:  # known but revoked: registering it again re-enables it
                 conn.execute(
                     update(api_keys).where(api_keys.c.id == row["id"]).values(revoked_at=None)
@@ -133,11 +135,15 @@ class SqlStore(JobStore):
 
     def authenticate(self, secret: str) -> ApiKey | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(api_keys).where(
-                    api_keys.c.key_hash == hash_secret(secret), api_keys.c.revoked_at.is_(None)
+            row = (
+                conn.execute(
+                    select(api_keys).where(
+                        api_keys.c.key_hash == hash_secret(secret), api_keys.c.revoked_at.is_(None)
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         return _key(row) if row else None
 
     def list_keys(self) -> list[ApiKey]:
@@ -150,23 +156,31 @@ class SqlStore(JobStore):
 
     def revoke_key(self, id_or_prefix: str) -> ApiKey | None:
         with self.engine.begin() as conn:
-            row = conn.execute(
-                update(api_keys)
-                .where(self._find_key(id_or_prefix), api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=time.time())
-                .returning(*api_keys.c)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    update(api_keys)
+                    .where(self._find_key(id_or_prefix), api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=time.time())
+                    .returning(*api_keys.c)
+                )
+                .mappings()
+                .first()
+            )
         return _key(row) if row else None
 
     def add_credits(self, id_or_prefix: str, credits: int | None) -> ApiKey | None:
         value = None if credits is None else func.coalesce(api_keys.c.credits, 0) + credits
         with self.engine.begin() as conn:
-            row = conn.execute(
-                update(api_keys)
-                .where(self._find_key(id_or_prefix))
-                .values(credits=value)
-                .returning(*api_keys.c)
-            ).mappings().first()
+            row = (
+                conn.execute(
+                    update(api_keys)
+                    .where(self._find_key(id_or_prefix))
+                    .values(credits=value)
+                    .returning(*api_keys.c)
+                )
+                .mappings()
+                .first()
+            )
         return _key(row) if row else None
 
     # ---- jobs: API side ------------------------------------------------------------
@@ -345,10 +359,14 @@ class SqlStore(JobStore):
                 )
                 .returning(jobs.c.id)
             ).scalars().all()  # fmt: skip
-            requeued = conn.execute(
-                update(jobs)
-                .where(expired, jobs.c.attempts < jobs.c.max_attempts)
-                .values(status=QUEUED, progress=0, lease_owner=None, lease_expires_at=None)
-                .returning(jobs.c.id)
-            ).scalars().all()
+            requeued = (
+                conn.execute(
+                    update(jobs)
+                    .where(expired, jobs.c.attempts < jobs.c.max_attempts)
+                    .values(status=QUEUED, progress=0, lease_owner=None, lease_expires_at=None)
+                    .returning(jobs.c.id)
+                )
+                .scalars()
+                .all()
+            )
         return Recovered(requeued=list(requeued), failed=list(failed))
