@@ -27,6 +27,7 @@ serve: $(VENV)/.installed
 	$(BIN)/kinema serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev-installed
+	@scripts/ensure-postgres
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 check: $(VENV)/.dev-installed

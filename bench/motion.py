@@ -67,13 +67,16 @@ def _context(work: Path, jpeg: bytes) -> Any:
     return BenchContext()
 
 
-def _median_seconds(run: Callable[[], None]) -> float:
-    times = []
+def _medians(runs: list[Callable[[], None]]) -> list[float]:
+    """Median seconds of each callable over RUNS rounds. Rounds interleave the callables,
+    so a slow spell on a shared machine hits all of them rather than one."""
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(RUNS):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for run, samples in zip(runs, times, strict=True):
+            start = time.perf_counter()
+            run()
+            samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
 
 
 def _bare_encode(path: Path, frames: Callable[[], Any], pix_fmt_in: str) -> None:
@@ -128,12 +131,14 @@ def run() -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ctx = _context(work, jpeg)
-        # One untimed run of each warms caches, thread pools and x264's first init.
-        engine.generate(request, ctx)
-        _bare_encode(work / "bare.mp4", rgb_frames, "rgb24")
-        motion = _median_seconds(lambda: engine.generate(request, ctx))
-        bare = _median_seconds(lambda: _bare_encode(work / "bare.mp4", rgb_frames, "rgb24"))
-        floor = _median_seconds(lambda: _bare_encode(work / "yuv.mp4", lambda: yuv, "yuv420p"))
+        runs: list[Callable[[], None]] = [
+            lambda: engine.generate(request, ctx),
+            lambda: _bare_encode(work / "bare.mp4", rgb_frames, "rgb24"),
+            lambda: _bare_encode(work / "yuv.mp4", lambda: yuv, "yuv420p"),
+        ]
+        for warm_up in runs:  # untimed: caches, thread pools, x264's first init
+            warm_up()
+        motion, bare, floor = _medians(runs)
     return [
         {
             "benchmark": "motion 5 s 720p",

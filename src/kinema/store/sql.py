@@ -219,9 +219,9 @@ class SqlStore(JobStore):
                 select(api_keys.c.credits).where(api_keys.c.id == job.key_id).with_for_update()
             ).scalar()
             inserted = conn.execute(
-                insert(jobs).from_select([*values, "params"], row_source)
-            ).rowcount
-            if inserted != 1:
+                insert(jobs).from_select([*values, "params"], row_source).returning(jobs.c.seq)
+            ).first()
+            if inserted is None:
                 spent = conn.execute(select(pending)).scalar() or 0
                 raise CreditsExhausted(max(0, int(balance or 0) - int(spent)))
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()

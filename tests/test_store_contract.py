@@ -1,0 +1,182 @@
+"""The job store contract: every backend (SQLite file, PostgreSQL) passes the same tests.
+PostgreSQL runs on 127.0.0.1:5432 on every dev and CI machine (`.ci/run` starts it)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from kinema.store import (
+    COMPLETED,
+    ERROR,
+    GENERATING,
+    QUEUED,
+    CreditsExhausted,
+    NewJob,
+    SqlStore,
+    open_store,
+)
+
+PG_URL = os.environ.get(
+    "KINEMA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+I2V = "image-to-video"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path / 'kinema.db'}")
+        yield s
+        s.close()
+        return
+    # A private schema per test keeps runs independent on the shared `test` database.
+    schema = "kinema_" + secrets.token_hex(4)
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    s = open_store(f"{PG_URL}?options=-csearch_path%3D{schema}")
+    yield s
+    s.close()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def job(key_id: str, price: int = 100, capability: str = I2V, attempts: int = 3) -> NewJob:
+    return NewJob(key_id, "unified", "video-01", capability, {"prompt": "p"}, price, attempts)
+
+
+def test_keys(store: SqlStore) -> None:
+    key, secret = store.create_key("alice", 1000)
+    assert secret.startswith("kn-") and key.prefix == secret[:10]
+    assert store.authenticate(secret) == key
+    assert store.authenticate(secret + "x") is None
+    assert [k.id for k in store.list_keys()] == [key.id]
+    topped = store.add_credits(key.prefix, 500)
+    assert topped is not None and topped.credits == 1500
+    assert store.revoke_key(key.id) is not None
+    assert store.authenticate(secret) is None
+    assert store.revoke_key(key.id) is None  # already revoked
+    again = store.ensure_key(secret, "re-registered")
+    assert again.id == key.id and store.authenticate(secret) is not None
+
+
+def test_jobs_are_private_to_their_key(store: SqlStore) -> None:
+    a, _ = store.create_key("a", None)
+    b, _ = store.create_key("b", None)
+    made = store.create_job(job(a.id))
+    assert made.status == QUEUED and made.progress == 0 and made.params == {"prompt": "p"}
+    assert store.get_job(made.id, a.id) == made
+    assert store.get_job(made.id, b.id) is None
+    assert store.get_job("missing") is None
+
+
+def test_credits_cover_pending_jobs(store: SqlStore) -> None:
+    key, _ = store.create_key("k", 250)
+    store.create_job(job(key.id, 100))
+    store.create_job(job(key.id, 100))
+    with pytest.raises(CreditsExhausted) as exc:
+        store.create_job(job(key.id, 100))
+    assert exc.value.available == 50
+    assert store.pending_count(key.id) == 2
+
+
+def test_claim_is_fifo_filtered_and_exclusive(store: SqlStore) -> None:
+    key, _ = store.create_key("k", None)
+    first = store.create_job(job(key.id))
+    store.create_job(job(key.id, capability="talking-head"))
+    third = store.create_job(job(key.id))
+    assert store.queue_position(third) == 2
+    claimed = store.claim("w1", [I2V], 30)
+    assert claimed is not None and claimed.id == first.id
+    assert claimed.status == GENERATING and claimed.attempts == 1
+    assert store.queue_position(claimed) == 0
+    assert store.queue_position(store.get_job(third.id)) == 1  # type: ignore[arg-type]
+    nxt = store.claim("w2", [I2V], 30)
+    assert nxt is not None and nxt.id == third.id
+    assert store.claim("w3", [I2V], 30) is None
+
+
+def test_concurrent_claims_never_share_a_job(store: SqlStore) -> None:
+    key, _ = store.create_key("k", None)
+    ids = {store.create_job(job(key.id)).id for _ in range(40)}
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        while True:
+            got = store.claim(name, [I2V], 30)
+            if got is None:
+                return
+            with lock:
+                claimed.append(got.id)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(ids)  # each exactly once
+
+
+def test_only_the_owner_finishes_and_credits_are_charged_once(store: SqlStore) -> None:
+    key, _ = store.create_key("k", 1000)
+    made = store.create_job(job(key.id, 300))
+    store.claim("w1", [I2V], 30)
+    assert store.heartbeat(made.id, "w1", 30, 42)
+    assert store.get_job(made.id).progress == 42  # type: ignore[union-attr]
+    assert not store.heartbeat(made.id, "intruder", 30, 99)
+    assert not store.complete(made.id, "intruder", {"key": "x"}, 250)
+    assert store.complete(made.id, "w1", {"key": "x"}, 250)
+    assert not store.complete(made.id, "w1", {"key": "x"}, 250)
+    done = store.get_job(made.id)
+    assert done is not None and done.status == COMPLETED and done.credits_used == 250
+    assert done.output == {"key": "x"} and done.progress == 100
+    assert store.list_keys()[0].credits == 750
+
+
+def test_fail_and_release(store: SqlStore) -> None:
+    key, _ = store.create_key("k", 1000)
+    a = store.create_job(job(key.id))
+    b = store.create_job(job(key.id))
+    store.claim("w", [I2V], 30)
+    assert store.fail(a.id, "w", "InvalidInput", "image_url: bad")
+    failed = store.get_job(a.id)
+    assert failed is not None and failed.status == ERROR and failed.error_name == "InvalidInput"
+    assert failed.credits_used == 0 and store.list_keys()[0].credits == 1000
+    store.claim("w", [I2V], 30)
+    assert store.release(b.id, "w")
+    back = store.get_job(b.id)
+    assert back is not None and back.status == QUEUED and back.attempts == 0
+
+
+def test_expired_leases_are_requeued_then_failed(store: SqlStore) -> None:
+    key, _ = store.create_key("k", None)
+    made = store.create_job(job(key.id, attempts=2))
+    for attempt in (1, 2):
+        claimed = store.claim(f"w{attempt}", [I2V], 0.05)
+        assert claimed is not None and claimed.attempts == attempt
+        assert store.recover_expired().requeued == []  # lease still valid
+        time.sleep(0.1)
+        recovered = store.recover_expired()
+        if attempt == 1:
+            assert recovered.requeued == [made.id]
+            assert not store.heartbeat(made.id, "w1", 30, 5)  # the lost worker is told
+        else:
+            assert recovered.failed == [made.id]
+    final = store.get_job(made.id)
+    assert final is not None and final.status == ERROR and final.error_name == "WorkerLost"
+
+
+def test_migrations_are_idempotent(store: SqlStore) -> None:
+    again = open_store(store.url)
+    assert again.list_keys() == store.list_keys()
+    again.close()
