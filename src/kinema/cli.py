@@ -44,6 +44,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     app = create_app(settings)  # runs migrations before any worker starts
+    store = app.state.store
+    if not settings.api_key and not store.list_keys():
+        # A fresh install: make the first key so `make serve` is usable at once.
+        key, secret = store.create_key("default", None)
+        print(
+            f"\nNo API keys yet; created key '{key.name}' ({key.id}). Use it as\n"
+            f"  Authorization: Bearer {secret}\n"
+            "It is shown only this once (`kinema keys create` makes more).\n",
+            file=sys.stderr,
+            flush=True,
+        )
     pool = WorkerPool(settings, settings.workers)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="info", access_log=False,
