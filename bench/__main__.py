@@ -32,9 +32,11 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("modules", nargs="*", choices=[[], *MODULES], metavar="module",
-                        help=f"one or more of {', '.join(MODULES)} (default: all)")  # fmt: skip
+    parser.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)} (default: all)")
     names = parser.parse_args().modules or list(MODULES)
+    unknown = sorted(set(names) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(MODULES)})")
 
     rows: list[dict[str, Any]] = []
     failed = []

@@ -244,13 +244,11 @@ def run() -> list[dict[str, Any]]:
 
         peak = _peak_rss_during_job(server, {**small, "resolution": "720p"})
 
-    mb = 1024 * 1024
+    ms, mb = 1e-3, 1024 * 1024
     return [
         _row(f"poll GET rps{label}", poll["rps"], "req/s", bare_poll["rps"], "≥ 0.5×"),
-        _row(f"poll GET p50 ms{label}", poll["p50_us"] / 1e3, "ms", bare_poll["p50_us"] / 1e3,
-             "—"),  # fmt: skip
-        _row(f"poll GET p99 ms{label}", poll["p99_us"] / 1e3, "ms", bare_poll["p99_us"] / 1e3,
-             "—"),  # fmt: skip
+        _row(f"poll GET p50 ms{label}", poll["p50_us"] * ms, "ms", bare_poll["p50_us"] * ms, "—"),
+        _row(f"poll GET p99 ms{label}", poll["p99_us"] * ms, "ms", bare_poll["p99_us"] * ms, "—"),
         _row(f"create POST rps{label}", create["rps"], "req/s", bare_create["rps"], "—"),
         _row("RSS server+worker MB (720p job)", peak / mb, "MB", bare_rss / mb, "≤ 400 MB"),
     ]

@@ -392,6 +392,7 @@ def test_inline_media_is_checked_at_submit(server: KinemaServer) -> None:
             (data_uri(make_image(300, 600, "PNG")), "300"),  # video-01: short side > 300
             (data_uri(make_image(800, 310, "PNG")), "aspect"),  # wider than 5:2
             (data_uri(make_image(640, 480, "WEBP")), "webp"),  # video-01: JPG/PNG only
+            (data_uri(b"\x89PNG\r\n\x1a\n" + bytes(21 * 1024 * 1024)), "20"),  # > 20 MB
         ]
         for uri, fragment in cases:
             r = c.post(UNIFIED, json={"model": "video-01", "prompt": "p", "image_url": uri})

@@ -112,20 +112,24 @@ def test_sigterm_drains_the_running_job(tmp_path: Path, media: MediaServer) -> N
         again.stop()
 
 
-def test_ssrf_refused_when_private_urls_are_not_allowed(tmp_path: Path) -> None:
-    server = KinemaServer(tmp_path / "k", workers=0, KINEMA_ALLOW_PRIVATE_URLS="0").start()
+def test_ssrf_refusals_and_pending_limit(tmp_path: Path, media: MediaServer) -> None:
+    server = KinemaServer(
+        tmp_path / "k", workers=0, KINEMA_ALLOW_PRIVATE_URLS="0", KINEMA_MAX_PENDING_PER_KEY="2"
+    ).start()
     try:
         with server.client() as c:
-            for url in [
-                "http://127.0.0.1:9/x.png",
-                "http://[::1]/x.png",
-                "http://10.1.2.3/a",
-                "http://169.254.169.254/latest/meta-data/",
-                "http://localhost/x.png",
-                "http://2130706433/x.png",
-            ]:
+            for url in ["http://127.0.0.1:9/x.png", "http://[::1]/x.png", "http://10.1.2.3/a",
+                        "http://169.254.169.254/latest/meta-data/", "http://localhost/x.png",
+                        "http://2130706433/x.png", "http://0x7f.1/x.png"]:  # fmt: skip
                 r = c.post(UNIFIED, json={"model": "video-01", "prompt": "p", "image_url": url})
                 assert r.status_code == 400, (url, r.text)
                 assert r.json()["details"][0]["field"] == "image_url"
+            # No worker runs here, so jobs stay queued and the per-key limit bites.
+            body = {"model": "video-01", "prompt": "p", "image_url": "https://example.com/a.png"}
+            assert c.post(UNIFIED, json=body).status_code == 201
+            assert c.post(UNIFIED, json=body).status_code == 201
+            limited = c.post(UNIFIED, json=body)
+            assert limited.status_code == 429 and limited.headers["retry-after"]
+            assert "Too Many Requests" in limited.json()["message"]
     finally:
         server.stop()
