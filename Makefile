@@ -34,7 +34,11 @@ check: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src/kinema
 
+# The HTTP benchmarks drive load with wrk (a Debian package) when it can be installed.
 bench: $(VENV)/.dev-installed
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 \
+	  || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1) \
+	  || echo "bench: wrk is not installed; using the Python load generator"
 	$(BIN)/python -m bench
 
 clean:

@@ -7,6 +7,7 @@ import argparse
 import importlib
 import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -37,6 +38,8 @@ def main() -> int:
     unknown = sorted(set(names) - set(MODULES))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(MODULES)})")
+    # SIGTERM (CI timeouts, `kill`) unwinds like Ctrl-C, so benchmarks stop their servers.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
     rows: list[dict[str, Any]] = []
     failed = []

@@ -155,6 +155,10 @@ def test_keys_isolation_credits_and_revocation(server: KinemaServer, media: Medi
         )
         assert done["status"] == "completed"
         assert done["meta"]["usage"]["credits_used"] == 432_000
+        # Finished jobs are served from the API's cache: still private to their key.
+        r = c.get(UNIFIED, params={"generation_id": gen_id},
+                  headers={"Authorization": f"Bearer {other}"})  # fmt: skip
+        assert_envelope(r, 404)
         listing = _cli(server, "keys", "list")
         assert "68000" in listing  # 500,000 - 432,000 charged at completion
         _cli(server, "keys", "revoke", poor[:10])

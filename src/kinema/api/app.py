@@ -6,11 +6,13 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from kinema import __version__, engines
 from kinema.api import errors, files, generations, openapi
 from kinema.api.auth import Authenticator
 from kinema.api.middleware import BodyLimit, RequestIds
+from kinema.api.polling import Poller, PollFastPath
 from kinema.settings import Settings
 from kinema.specs import ROUTES
 from kinema.storage import LocalStorage, open_storage
@@ -26,6 +28,20 @@ DESCRIPTION = (
 )
 
 
+class KinemaApp(FastAPI):
+    """FastAPI, with GET polls answered before its middleware and routing (the hot path:
+    clients poll in loops; see kinema.api.polling)."""
+
+    poll_fast_path: PollFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.poll_fast_path
+        if fast is not None and fast.matches(scope):
+            await fast(scope, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings, store: JobStore | None = None) -> FastAPI:
     store = store or SqlStore(settings.resolved_database_url)
     if settings.api_key and isinstance(store, SqlStore):
@@ -34,11 +50,11 @@ def create_app(settings: Settings, store: JobStore | None = None) -> FastAPI:
     auth = Authenticator(store, settings.auth_cache_seconds)
     submitter = Submitter(settings, store)
 
-    app = FastAPI(title="Kinema", version=__version__, description=DESCRIPTION)
+    app = KinemaApp(title="Kinema", version=__version__, description=DESCRIPTION)
     app.state.settings = settings
     app.state.store = store
     errors.install(app)
-    app.include_router(generations.router(settings, store, storage, auth, submitter))
+    app.include_router(generations.router(auth, submitter))
     if isinstance(storage, LocalStorage):
         app.include_router(files.router(storage))
 
@@ -67,4 +83,10 @@ def create_app(settings: Settings, store: JobStore | None = None) -> FastAPI:
     openapi.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestIds)  # outermost: every response gets the ids
+    app.poll_fast_path = PollFastPath(
+        Poller(settings, store, storage, auth),
+        paths=set(generations.PATHS.values()),
+        public_url=settings.public_url,
+        inline=bool(getattr(store, "fast_reads", False)),
+    )
     return app

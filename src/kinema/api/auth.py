@@ -21,7 +21,10 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def __call__(self, request: Request) -> ApiKey:
-        header = request.headers.get("authorization", "")
+        return self.check(request.headers.get("authorization", ""))
+
+    def check(self, header: str) -> ApiKey:
+        """The key for an `Authorization` header value, or Unauthorized."""
         scheme, _, secret = header.partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret or len(secret) > 512:

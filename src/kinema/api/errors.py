@@ -9,8 +9,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from kinema.errors import (
     ApiError,
@@ -70,17 +71,32 @@ def request_id(request: Request) -> str:
     return str(getattr(request.state, "inference_id", "") or "")
 
 
-def error_response(request: Request, error: ApiError) -> JSONResponse:
+def render(error: ApiError, path: str, rid: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, body and headers for an ApiError (used by the handlers below and by the
+    poll fast path, which answers outside FastAPI)."""
     status = status_of(error)
     details = None
     if isinstance(error, ValidationFailed):
         details = [p.as_dict() for p in error.problems]
-    headers = {"Retry-After": "5"} if status in (429, 503) else None
-    return JSONResponse(
-        envelope(status, error.message, request.url.path, request_id(request), details),
-        status_code=status,
-        headers=headers,
-    )
+    headers = {"Retry-After": "5"} if status in (429, 503) else {}
+    return status, envelope(status, error.message, path, rid, details), headers
+
+
+def render_unexpected(
+    exc: Exception, method: str, path: str, rid: str
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """An exception nobody raised on purpose: logged with its traceback for the operator;
+    the client gets a 503 for a store outage, else a bare 500, never internals."""
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    if _is_database_outage(exc):
+        outage = ServiceUnavailable("Service unavailable: the job store is unreachable.")
+        return render(outage, path, rid)
+    return 500, envelope(500, INTERNAL_MESSAGE, path, rid), {}
+
+
+def error_response(request: Request, error: ApiError) -> JSONResponse:
+    status, body, headers = render(error, request.url.path, request_id(request))
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:
@@ -110,23 +126,22 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up mid-body: nobody reads this answer, and it is not our error.
+        return Response(status_code=400)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Log the traceback for the operator; the client gets no internals.
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        if _is_database_outage(exc):
-            return error_response(
-                request, ServiceUnavailable("Service unavailable: the job store is unreachable.")
-            )
-        return JSONResponse(
-            envelope(500, INTERNAL_MESSAGE, request.url.path, request_id(request)),
-            status_code=500,
+        status, body, headers = render_unexpected(
+            exc, request.method, request.url.path, request_id(request)
         )
+        return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _is_database_outage(exc: Exception) -> bool:
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError, OperationalError
 
-    return isinstance(exc, DBAPIError) and bool(
-        exc.connection_invalidated or "OperationalError" in type(exc).__name__
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
     )

@@ -16,6 +16,14 @@ from kinema.errors import PayloadTooLarge
 CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def client_request_id(value: bytes | None) -> str | None:
+    """The `X-Client-Request-Id` to echo: 1-128 of `A-Z a-z 0-9 . _ : -`, else none."""
+    if value is None:
+        return None
+    text = value.decode("latin-1")
+    return text if CLIENT_REQUEST_ID.match(text) else None
+
+
 class RequestIds:
     """Every response carries `x-inference-id` (the generation id on async routes, set by
     the handler through `request.state.inference_id`) and echoes a valid
@@ -30,13 +38,9 @@ class RequestIds:
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         state["inference_id"] = str(uuid.uuid4())
-        client_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-client-request-id":
-                text = value.decode("latin-1")
-                if CLIENT_REQUEST_ID.match(text):
-                    client_id = text
-                break
+        client_id = client_request_id(
+            next((v for n, v in scope["headers"] if n == b"x-client-request-id"), None)
+        )
 
         async def send_with_ids(message: Message) -> None:
             if message["type"] == "http.response.start":

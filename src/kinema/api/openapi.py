@@ -13,10 +13,16 @@ from kinema.api.generations import PATHS
 from kinema.specs import ROUTES
 
 REF = "#/components/schemas/{model}"
-
-
-def _schema_name(route: str, cls: type) -> str:
-    return cls.__name__ if route == "unified" else f"{cls.__name__}"
+POLL_OPERATION: dict[str, Any] = {
+    "tags": ["Video generations"],
+    "summary": "Poll a generation",
+    "parameters": [
+        {"name": "generation_id", "in": "query", "required": True,
+         "schema": {"type": "string", "maxLength": 200}}
+    ],
+    "responses": {"200": {"description": "id, status (queued|generating|completed|error), "
+                          "video, error, meta.usage.credits_used, progress, queue_position"}},
+}  # fmt: skip
 
 
 def install(app: FastAPI) -> None:
@@ -34,12 +40,13 @@ def install(app: FastAPI) -> None:
                 model_schema = cls.model_json_schema(ref_template=REF)
                 for name, definition in model_schema.pop("$defs", {}).items():
                     components[name] = definition
-                name = _schema_name(route, cls)
+                name = cls.__name__
                 components[name] = model_schema
                 refs.append({"$ref": REF.format(model=name)})
                 for model_id in cls.MODEL_IDS:
                     mapping[model_id] = REF.format(model=name)
             body = {"oneOf": refs, "discriminator": {"propertyName": "model", "mapping": mapping}}
+            schema["paths"][PATHS[route]]["get"] = POLL_OPERATION
             post = schema["paths"][PATHS[route]]["post"]
             post["requestBody"] = {
                 "required": True,

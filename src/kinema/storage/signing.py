@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
 import secrets
 import time
 from pathlib import Path
+
+EXPIRY_STEP = 60
 
 
 def load_secret(configured: str | None, data_dir: Path) -> bytes:
@@ -37,8 +40,14 @@ class UrlSigner:
         return base64.urlsafe_b64encode(mac[:18]).decode()
 
     def sign(self, key: str, ttl_seconds: int) -> tuple[int, str]:
-        expires = int(time.time()) + ttl_seconds
-        return expires, self._digest(key, expires)
+        # Expiry rounded up to the minute: a client polling in a loop gets the same URL
+        # (cached below) instead of one HMAC per poll; the link lives ttl..ttl+60 s.
+        expires = -(-(int(time.time()) + ttl_seconds) // EXPIRY_STEP) * EXPIRY_STEP
+        return expires, self._cached_digest(key, expires)
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one signer per process, lives forever
+    def _cached_digest(self, key: str, expires: int) -> str:
+        return self._digest(key, expires)
 
     def verify(self, key: str, expires: int, signature: str) -> bool:
         if expires < time.time():

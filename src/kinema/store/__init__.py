@@ -12,6 +12,7 @@ from kinema.store.base import (
     ApiKey,
     CreditsExhausted,
     Job,
+    JobStatus,
     JobStore,
     NewJob,
     Recovered,
@@ -20,7 +21,7 @@ from kinema.store.sql import SqlStore
 
 __all__ = [
     "COMPLETED", "ERROR", "GENERATING", "PENDING", "QUEUED", "ApiKey", "CreditsExhausted",
-    "Job", "JobStore", "NewJob", "Recovered", "SqlStore", "open_store",
+    "Job", "JobStatus", "JobStore", "NewJob", "Recovered", "SqlStore", "open_store",
 ]  # fmt: skip
 
 

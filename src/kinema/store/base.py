@@ -58,6 +58,23 @@ class Job:
 
 
 @dataclass(frozen=True)
+class JobStatus:
+    """What a poll shows of a job: its public state, without its inputs (the hot path
+    reads only these columns)."""
+
+    seq: int
+    id: str
+    model: str
+    status: str
+    progress: int
+    price: int
+    credits_used: int | None
+    output: dict[str, Any] | None
+    error_name: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True)
 class Recovered:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -100,7 +117,11 @@ class JobStore(ABC):
     def get_job(self, job_id: str, key_id: str | None = None) -> Job | None: ...
 
     @abstractmethod
-    def queue_position(self, job: Job) -> int:
+    def get_status(self, job_id: str, key_id: str) -> JobStatus | None:
+        """The poll's view of one of `key_id`'s jobs (None if missing or another key's)."""
+
+    @abstractmethod
+    def queue_position(self, job: Job | JobStatus) -> int:
         """Queued jobs ahead of this one (0 when it is next or already running)."""
 
     @abstractmethod
