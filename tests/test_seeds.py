@@ -21,10 +21,19 @@ SEED_IMAGES = {KLING: "portrait.jpg", REFERENCE + "news-presenter.jpg": "landsca
 LIP_SYNC_LINE = re.compile(r"^\s*\"lip_sync_tts_\w+\".*# lip-sync\n", re.M)
 
 
+# The video-01 seed document has no example script: its check runs the seeds' common
+# client (the Veo 3.1 i2v fast example) with the model set to video-01.
+DERIVED = {"video01.py": ("veo_i2v_fast.py", '"google/veo-3.1-i2v-fast"', '"video-01"')}
+
+
 def prepare(
     script: str, server: KinemaServer, media: MediaServer, tmp: Path, drop_lip_sync: bool = False
 ) -> Path:
-    text = (CLIENTS / script).read_text()
+    if script in DERIVED:
+        source, old_model, new_model = DERIVED[script]
+        text = (CLIENTS / source).read_text().replace(old_model, new_model)
+    else:
+        text = (CLIENTS / script).read_text()
     text = text.replace("https://api.aimlapi.com", server.base_url)
     text = text.replace("<YOUR_AIMLAPI_KEY>", server.key)
     for seed_url, name in SEED_IMAGES.items():
