@@ -10,14 +10,21 @@ PORT ?= 8000
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Runtime install: the service plus the default CPU engine's dependencies.
+# mediapipe 0.10.21 is the last wheel that bundles the face-landmark .tflite model. Kinema
+# never imports mediapipe (its numpy<2 pin would clash); it only reads that file, so the
+# wheel goes in without its dependencies.
+MEDIAPIPE := mediapipe==0.10.21
+
+# Runtime install: the service plus the local CPU engines' dependencies.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[engines,postgres]'
+	$(BIN)/pip install --quiet --no-deps $(MEDIAPIPE)
 	touch $@
 
 # Dev install: everything above plus the test and lint tools.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[engines,postgres,dev]'
+	$(BIN)/pip install --quiet --no-deps $(MEDIAPIPE)
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
