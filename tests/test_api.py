@@ -460,3 +460,20 @@ def test_openapi_lists_every_model(server: KinemaServer) -> None:
     assert len(body["schema"]["oneOf"]) == 5
     assert "veo-3.1-lite-generate-001" in body["schema"]["discriminator"]["mapping"]
     assert httpx.get(server.base_url + "/docs").status_code == 200
+
+
+def test_health_ready_and_metrics(server: KinemaServer, media: MediaServer) -> None:
+    with server.client() as c:  # one job that completes, one that fails
+        for image in ("landscape.png", "no-such-file.png"):
+            body = {"model": "pixverse/v5/image-to-video", "prompt": "p",
+                    "image_url": f"{media.base}/{image}", "resolution": "360p"}  # fmt: skip
+            wait_for(c, c.post(UNIFIED, json=body).json()["id"])
+    assert httpx.get(server.base_url + "/health").json() == {"status": "ok"}
+    ready = httpx.get(server.base_url + "/ready").json()
+    assert ready["status"] == "ok" and ready["workers"] == 1
+    assert "image-to-video" in ready["capabilities"]
+    text = httpx.get(server.base_url + "/metrics").text
+    assert "kinema_workers_live 1.0" in text
+    assert "kinema_jobs{" in text and 'status="completed"' in text
+    assert "kinema_job_run_seconds{" in text
+    assert 'kinema_job_failures{error="InvalidInput"}' in text

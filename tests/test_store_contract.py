@@ -180,3 +180,31 @@ def test_migrations_are_idempotent(store: SqlStore) -> None:
     again = open_store(store.url)
     assert again.list_keys() == store.list_keys()
     again.close()
+
+
+def test_worker_presence_and_aggregates(store: SqlStore) -> None:
+    from kinema.store import WorkerInfo
+
+    now = time.time()
+    info = WorkerInfo("w1", "host-a", 123, [I2V], now, now, None, 0)
+    store.worker_seen(info)
+    store.worker_seen(WorkerInfo("w1", "host-a", 123, [I2V], now, now + 1, "job-x", 3))
+    store.worker_seen(WorkerInfo("old", "host-b", 9, [I2V], now - 100, now - 100, None, 0))
+    [live] = store.workers(seen_within=30)
+    assert (live.id, live.current_job, live.jobs_done) == ("w1", "job-x", 3)
+    store.worker_gone("w1")
+    assert store.workers(seen_within=30) == []
+
+    key, _ = store.create_key("k", None)
+    a = store.create_job(job(key.id))
+    b = store.create_job(job(key.id))
+    store.create_job(job(key.id))
+    store.claim("w", [I2V], 30)
+    store.complete(a.id, "w", {"key": "x"}, 1)
+    store.claim("w", [I2V], 30)
+    store.fail(b.id, "w", "InvalidInput", "bad")
+    counts = {(m, s): n for m, s, n in store.job_counts()}
+    assert counts == {("video-01", COMPLETED): 1, ("video-01", ERROR): 1, ("video-01", QUEUED): 1}
+    assert store.failure_counts() == [("InvalidInput", 1)]
+    [(model, waited, ran)] = store.timings(since=now - 10)
+    assert model == "video-01" and waited >= 0 and ran >= 0

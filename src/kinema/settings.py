@@ -32,6 +32,25 @@ class Settings(BaseSettings):
         default=None,
         description="Where outputs go; default file://<data_dir>/outputs.",
     )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 API endpoint (MinIO, moto, R2...); default: AWS."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint used in presigned download URLs, when clients reach the store "
+        "by another address than the workers do.",
+    )
+    s3_region: str = Field(default="us-east-1", description="S3 region.")
+    s3_access_key_id: str | None = Field(
+        default=None, description="S3 credentials; default: boto3's usual chain."
+    )
+    s3_secret_access_key: str | None = Field(default=None, description="S3 secret key.")
+    s3_create_bucket: bool = Field(
+        default=False, description="Create the bucket at start-up if it is missing."
+    )
+    s3_multipart_threshold_mb: int = Field(
+        default=8, description="Uploads above this size go multipart."
+    )
     public_url: str | None = Field(
         default=None,
         description="Base URL used in download links (default: the URL the client called).",

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -29,11 +30,12 @@ from kinema.settings import Settings
 from kinema.specs import spec_class
 from kinema.specs.base import MediaRef
 from kinema.storage import BlobStorage, open_storage
-from kinema.store import Job, JobStore, SqlStore
+from kinema.store import Job, JobStore, SqlStore, WorkerInfo
 
 log = logging.getLogger("kinema.worker")
 
 PROGRESS_PUSH_SECONDS = 0.5
+PRESENCE_SECONDS = 5.0  # how often a worker refreshes its row in the workers table
 
 
 class RunContext(Context):
@@ -102,6 +104,9 @@ class Worker:
         self.engines: dict[str, Engine] = {}
         self.routes = engines.capabilities(settings.engines)
         self._last_recovery = 0.0
+        self.started_at = time.time()
+        self.current_job: str | None = None
+        self.jobs_done = 0
 
     def load(self) -> None:
         for name in dict.fromkeys(self.routes.values()):
@@ -110,10 +115,38 @@ class Worker:
             self.engines[name] = engine
         log.info("worker %s ready: %s", self.id, ", ".join(sorted(self.routes)))
 
+    # ---- presence ------------------------------------------------------------------
+    def report_presence(self) -> None:
+        self.store.worker_seen(
+            WorkerInfo(
+                id=self.id, host=socket.gethostname(), pid=os.getpid(),
+                capabilities=sorted(self.routes), started_at=self.started_at,
+                last_seen=time.time(), current_job=self.current_job, jobs_done=self.jobs_done,
+            )
+        )  # fmt: skip
+
+    def presence_loop(self) -> None:
+        while not self.stop.wait(PRESENCE_SECONDS):
+            try:
+                self.report_presence()
+            except Exception:  # presence is informational; the job leases do the safety
+                log.warning("worker %s: presence update failed", self.id, exc_info=True)
+
     # ---- the loop ------------------------------------------------------------------
     def run(self) -> None:
         if not self.engines:
             self.load()
+        self.report_presence()
+        threading.Thread(target=self.presence_loop, name="presence", daemon=True).start()
+        try:
+            self._loop()
+        finally:
+            try:
+                self.store.worker_gone(self.id)
+            except Exception:
+                log.warning("worker %s: could not remove its row", self.id, exc_info=True)
+
+    def _loop(self) -> None:
         while not self.stop.is_set():
             self.recover()
             job = self.store.claim(self.id, list(self.routes), self.settings.lease_seconds)
@@ -142,6 +175,7 @@ class Worker:
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True)
         ctx = RunContext(self, job, work_dir, self.policy)
+        self.current_job = job.id
         done = threading.Event()
         beater = threading.Thread(target=ctx.heartbeat_loop, args=(done,), daemon=True)
         beater.start()
@@ -167,6 +201,8 @@ class Worker:
             )
             self.store.fail(job.id, self.id, failure.name, failure.message)
         finally:
+            self.current_job = None
+            self.jobs_done += 1
             done.set()
             beater.join()
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -174,11 +210,13 @@ class Worker:
 
     def _generate_and_store(self, job: Job, ctx: RunContext) -> None:
         spec = spec_class(job.route, job.model).model_validate(job.params)
-        request = spec.render()
-        engine_name = self.routes.get(request.capability)
+        # The API chose the capability at submit (possibly the request's fallback); the
+        # job row records it and this worker claimed the job because it serves it.
+        request = replace(spec.render(), capability=job.capability)
+        engine_name = self.routes.get(job.capability)
         if engine_name is None:
             raise EngineError(
-                f"No engine on this worker serves '{request.capability}'.", "CapabilityMissing"
+                f"No engine on this worker serves '{job.capability}'.", "CapabilityMissing"
             )
         self.engines[engine_name].generate(request, ctx)
         ctx.check_cancelled()

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from kinema import __version__, engines
-from kinema.api import errors, files, generations, openapi
+from kinema.api import errors, files, generations, openapi, operations
 from kinema.api.auth import Authenticator
 from kinema.api.middleware import BodyLimit, RequestIds
 from kinema.api.polling import Poller, PollFastPath
@@ -55,6 +55,7 @@ def create_app(settings: Settings, store: JobStore | None = None) -> FastAPI:
     app.state.store = store
     errors.install(app)
     app.include_router(generations.router(auth, submitter))
+    app.include_router(operations.router(store))
     if isinstance(storage, LocalStorage):
         app.include_router(files.router(storage))
 
@@ -75,10 +76,6 @@ def create_app(settings: Settings, store: JobStore | None = None) -> FastAPI:
             ],
             "capabilities": available,
         }
-
-    @app.get("/health", tags=["Health"], summary="Liveness")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
 
     openapi.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -3,6 +3,7 @@ need, and the engine-neutral `RenderRequest` each spec reduces itself to."""
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
@@ -15,6 +16,9 @@ TEXT_TO_VIDEO = "text-to-video"
 TALKING_HEAD = "talking-head"
 LIP_SYNC_TTS = "lip-sync-tts"
 FIRST_LAST_FRAME = "first-last-frame"
+DIALOGUE = "dialogue"  # image -> video whose prompt quotes words someone says
+
+SPEECH_LEAD_IN_SECONDS = 0.3  # spoken text starts this far into a clip
 
 SPEAKERS = (
     "Harper", "Ava", "Isabella", "Sophia", "Emily", "Chloe", "Julia",
@@ -82,6 +86,9 @@ class RenderRequest:
 
     model: str
     capability: str
+    # Served instead when no enabled engine offers `capability` (e.g. dialogue -> a plain
+    # camera move with room tone); None: refuse the request at submit.
+    fallback: str | None = None
     prompt: str = ""
     negative_prompt: str | None = None
     image: MediaRef | None = None
@@ -89,6 +96,7 @@ class RenderRequest:
     audio: MediaRef | None = None
     tts_text: str | None = None
     tts_speaker: str | None = None
+    tts_field: str | None = None  # the request field the spoken text came from
     duration: float | None = None  # seconds; None = follow the audio
     max_audio_seconds: float | None = None
     short_side: int = 720
@@ -102,6 +110,23 @@ class RenderRequest:
 
     def media(self) -> list[MediaRef]:
         return [m for m in (self.image, self.last_image, self.audio) if m is not None]
+
+
+# Quoted speech in a prompt: `says slowly: 'Well...'`, `says "Not today"`, curly quotes too.
+# The opening quote must follow a space/colon/start and the closing one end a word, so
+# apostrophes inside words ("it's", "Lisa's") are not taken for quotes.
+_QUOTED = re.compile(
+    r"""(?:^|(?<=[\s:(,]))(['"‘“])(?P<text>[^'"‘’“”]*?\w[^'"‘’“”]*?)"""
+    r"""['"’”](?=$|[\s.,;:!?)])"""
+)
+
+
+def extract_dialogue(prompt: str) -> str | None:
+    """The words a prompt has someone say, joined in order (None if it quotes nothing)."""
+    parts = [m.group("text").strip() for m in _QUOTED.finditer(prompt)]
+    # At least two word characters: "rock 'n' roll" quotes nothing anyone says.
+    text = " ".join(p for p in parts if len(re.findall(r"\w", p)) >= 2)
+    return text or None
 
 
 class ModelSpec(BaseModel):

@@ -91,6 +91,7 @@ class PixverseI2V(_PixverseFields):
                 self._render(self.duration, None, LIP_SYNC_TTS),
                 tts_text=self.lip_sync_tts_content,
                 tts_speaker=self.lip_sync_tts_speaker,
+                tts_field="lip_sync_tts_content",
                 generate_audio=True,
             )
         return self._render(self.duration, None, IMAGE_TO_VIDEO)

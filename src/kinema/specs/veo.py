@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from kinema.specs.base import (
+    DIALOGUE,
     FIRST_LAST_FRAME,
     IMAGE_TO_VIDEO,
     TEXT_TO_VIDEO,
@@ -17,6 +19,7 @@ from kinema.specs.base import (
     ModelSpec,
     RenderRequest,
     case_insensitive,
+    extract_dialogue,
 )
 
 VEO_ASPECTS = ("16:9", "9:16")
@@ -25,6 +28,25 @@ AUDIO_DESCRIPTION = (
     "Whether to generate audio for the video. Local engines add an AAC track: spoken "
     "dialogue where an engine for it is enabled, otherwise a silent track."
 )
+
+
+def with_dialogue(request: RenderRequest) -> RenderRequest:
+    """Veo generates sound: with `generate_audio`, words quoted in the prompt are spoken
+    and lip-synced on the face in the image (the `dialogue` capability). A deployment
+    without a dialogue engine falls back to the plain camera move with room tone."""
+    if request.capability != IMAGE_TO_VIDEO or not request.generate_audio:
+        return request
+    words = extract_dialogue(request.prompt)
+    if words is None:
+        return request
+    return replace(
+        request,
+        capability=DIALOGUE,
+        fallback=IMAGE_TO_VIDEO,
+        tts_text=words,
+        tts_speaker="Auto",
+        tts_field="prompt",
+    )
 
 
 class VeoI2VFast(ModelSpec):
@@ -52,16 +74,18 @@ class VeoI2VFast(ModelSpec):
     )
 
     def render(self) -> RenderRequest:
-        return RenderRequest(
-            model=self.model,
-            capability=IMAGE_TO_VIDEO,
-            prompt=self.prompt,
-            image=MediaRef("image_url", self.image_url),
-            duration=float(self.duration),
-            short_side=int(self.resolution[:-1]),
-            aspect=self.aspect_ratio,
-            aspect_choices=VEO_ASPECTS,
-            generate_audio=self.generate_audio,
+        return with_dialogue(
+            RenderRequest(
+                model=self.model,
+                capability=IMAGE_TO_VIDEO,
+                prompt=self.prompt,
+                image=MediaRef("image_url", self.image_url),
+                duration=float(self.duration),
+                short_side=int(self.resolution[:-1]),
+                aspect=self.aspect_ratio,
+                aspect_choices=VEO_ASPECTS,
+                generate_audio=self.generate_audio,
+            )
         )
 
     def price_key(self) -> str:
@@ -124,7 +148,7 @@ class VeoLite(ModelSpec):
             capability = IMAGE_TO_VIDEO
         else:
             capability = TEXT_TO_VIDEO
-        return RenderRequest(
+        return with_dialogue(RenderRequest(
             model=self.model,
             capability=capability,
             prompt=self.prompt,
@@ -138,7 +162,7 @@ class VeoLite(ModelSpec):
             aspect_choices=VEO_ASPECTS,
             generate_audio=self.generate_audio,
             person_generation=self.person_generation,
-        )
+        ))  # fmt: skip
 
     def price_key(self) -> str:
         return self.resolution

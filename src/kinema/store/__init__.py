@@ -16,12 +16,13 @@ from kinema.store.base import (
     JobStore,
     NewJob,
     Recovered,
+    WorkerInfo,
 )
 from kinema.store.sql import SqlStore
 
 __all__ = [
     "COMPLETED", "ERROR", "GENERATING", "PENDING", "QUEUED", "ApiKey", "CreditsExhausted",
-    "Job", "JobStatus", "JobStore", "NewJob", "Recovered", "SqlStore", "open_store",
+    "Job", "JobStatus", "JobStore", "NewJob", "Recovered", "SqlStore", "WorkerInfo", "open_store",
 ]  # fmt: skip
 
 

@@ -75,6 +75,18 @@ class JobStatus:
 
 
 @dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    capabilities: list[str]
+    started_at: float
+    last_seen: float
+    current_job: str | None
+    jobs_done: int
+
+
+@dataclass(frozen=True)
 class Recovered:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -152,6 +164,30 @@ class JobStore(ABC):
     @abstractmethod
     def recover_expired(self, now: float | None = None) -> Recovered:
         """Re-queue jobs whose lease expired; fail those out of attempts."""
+
+    # ---- workers and metrics -------------------------------------------------------
+    @abstractmethod
+    def worker_seen(self, worker: WorkerInfo) -> None:
+        """Insert or refresh a worker's row (its heartbeat)."""
+
+    @abstractmethod
+    def worker_gone(self, worker_id: str) -> None: ...
+
+    @abstractmethod
+    def workers(self, seen_within: float) -> list[WorkerInfo]:
+        """Workers whose last heartbeat is at most `seen_within` seconds old."""
+
+    @abstractmethod
+    def job_counts(self) -> list[tuple[str, str, int]]:
+        """(model, status, count) for every pair present."""
+
+    @abstractmethod
+    def failure_counts(self) -> list[tuple[str, int]]:
+        """(error name, count) over failed jobs."""
+
+    @abstractmethod
+    def timings(self, since: float) -> list[tuple[str, float, float]]:
+        """(model, wait seconds, run seconds) of jobs finished after `since`."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -62,3 +62,18 @@ jobs = Table(
 Index("ix_jobs_status_seq", jobs.c.status, jobs.c.seq)
 Index("ix_jobs_key_status", jobs.c.key_id, jobs.c.status)
 Index("ix_jobs_lease", jobs.c.status, jobs.c.lease_expires_at)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("capabilities", JSON, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("current_job", String(64), nullable=True),
+    Column("jobs_done", Integer, nullable=False, default=0),
+)
+
+Index("ix_workers_last_seen", workers.c.last_seen)

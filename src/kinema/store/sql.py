@@ -43,6 +43,7 @@ from kinema.store.base import (
 from kinema.store.migrate import migrate
 from kinema.store.reads import FastReads
 from kinema.store.schema import api_keys, jobs
+from kinema.store.telemetry import SqlTelemetry
 
 WORKER_LOST = (
     "The worker running this job stopped responding (crashed or was killed) on every "
@@ -91,7 +92,7 @@ def _job(row: RowMapping) -> Job:
     return Job(**dict(row))
 
 
-class SqlStore(JobStore):
+class SqlStore(SqlTelemetry, JobStore):
     def __init__(self, url: str, *, run_migrations: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
