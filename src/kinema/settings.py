@@ -46,10 +46,14 @@ class Settings(BaseSettings):
     )
     s3_secret_access_key: str | None = Field(default=None, description="S3 secret key.")
     s3_create_bucket: bool = Field(
-        default=False, description="Create the bucket at start-up if it is missing."
+        default=False,
+        description="Create the bucket on the first upload if it is missing (local S3 servers).",
     )
     s3_multipart_threshold_mb: int = Field(
         default=8, description="Uploads above this size go multipart."
+    )
+    s3_multipart_chunksize_mb: int | None = Field(
+        default=None, description="Multipart part size (default: the threshold; >= 5)."
     )
     public_url: str | None = Field(
         default=None,

@@ -8,9 +8,17 @@ from urllib.parse import urlparse
 from kinema.settings import Settings
 from kinema.storage.base import BlobStorage
 from kinema.storage.local import FILES_ROUTE, LocalStorage
+from kinema.storage.s3 import S3Storage
 from kinema.storage.signing import UrlSigner, load_secret
 
-__all__ = ["FILES_ROUTE", "BlobStorage", "LocalStorage", "UrlSigner", "open_storage"]
+__all__ = [
+    "FILES_ROUTE",
+    "BlobStorage",
+    "LocalStorage",
+    "S3Storage",
+    "UrlSigner",
+    "open_storage",
+]
 
 
 def open_storage(settings: Settings) -> BlobStorage:
@@ -19,7 +27,10 @@ def open_storage(settings: Settings) -> BlobStorage:
     if parsed.scheme == "file":
         signer = UrlSigner(load_secret(settings.secret_key, settings.data_dir))
         return LocalStorage(Path(parsed.path), signer)
+    if parsed.scheme == "s3":
+        # s3://bucket/optional/prefix; S3Storage imports boto3 itself, only when used.
+        return S3Storage(parsed.netloc, parsed.path, settings)
     raise ValueError(
         f"KINEMA_STORAGE_URL scheme '{parsed.scheme}' is not supported by this build "
-        "(supported: file://)"
+        "(supported: file://, s3://)"
     )
