@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import KinemaServer, MediaServer, make_image
+from tests.support import KinemaServer, MediaServer, make_face, make_image, make_speech_mp3
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +14,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:
     server.add("portrait.jpg", make_image(480, 640, "JPEG", seed=1))
     server.add("landscape.png", make_image(960, 540, "PNG", seed=2))
     server.add("wide.jpg", make_image(1280, 720, "JPEG", seed=3))
+    server.add("face.png", make_face(720))
+    speech = "Hope is the thing with feathers that perches in the soul."
+    server.add("hope.mp3", make_speech_mp3(speech))
     yield server
     server.close()
 

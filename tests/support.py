@@ -51,6 +51,35 @@ def make_image(
     return out.getvalue()
 
 
+def make_face(size: int = 720, fmt: str = "PNG") -> bytes:
+    """A real face photo (scikit-image's astronaut), scaled to `size` square."""
+    from skimage import data
+
+    out = io.BytesIO()
+    Image.fromarray(data.astronaut()).resize((size, size), Image.LANCZOS).save(out, fmt)
+    return out.getvalue()
+
+
+def make_speech_mp3(text: str, speaker: str = "Jack") -> bytes:
+    """Real speech (offline TTS) encoded as MP3 with PyAV: the talking-head input."""
+    import av
+
+    from kinema.media.speech import synthesize
+
+    speech = synthesize(text, speaker)
+    out = io.BytesIO()
+    with av.open(out, "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=speech.sample_rate, layout="mono")
+        samples = (np.clip(speech.samples, -1, 1) * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
+        frame.sample_rate = speech.sample_rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out.getvalue()
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -315,22 +315,29 @@ def test_invalid_json_and_non_object(server: KinemaServer) -> None:
 
 
 def test_missing_capability_is_refused_at_submit(server: KinemaServer) -> None:
+    # No text-to-video engine exists: a prompt without an image cannot be served.
     cases = [
-        {"model": "video-01", "prompt": "a cat"},  # text-to-video
+        {"model": "video-01", "prompt": "a cat"},
         {"model": "veo-3.1-lite-generate-001", "prompt": "a cat"},
-        {"model": "veed/fabric-1.0", "image_url": "http://a/b.png", "audio_url": "http://a/c"},
-        {
-            "model": "pixverse/v5/image-to-video",
-            "prompt": "p",
-            "image_url": "http://a/b",
-            "lip_sync_tts_content": "hello",
-            "lip_sync_tts_speaker": "Chloe",
-        },
     ]
     with server.client() as c:
         for body in cases:
             out = assert_envelope(c.post(UNIFIED, json=body), 400)
-            assert "has no engine for" in str(out["message"]), out
+            assert "has no engine for 'text-to-video'" in str(out["message"]), out
+
+
+def test_lip_sync_text_must_fit_and_come_with_a_speaker(server: KinemaServer) -> None:
+    base = {"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b"}
+    with server.client() as c:
+        long_text = "This sentence is far too long to be spoken in five seconds. " * 6
+        r = c.post(UNIFIED, json={**base, "lip_sync_tts_content": long_text,
+                                  "lip_sync_tts_speaker": "Mason"})  # fmt: skip
+        out = assert_envelope(r, 400)
+        assert out["details"][0]["field"] == "lip_sync_tts_content"
+        assert "longer than the video" in out["details"][0]["message"]
+        for half in ({"lip_sync_tts_content": "Hello"}, {"lip_sync_tts_speaker": "Ava"}):
+            out = assert_envelope(c.post(UNIFIED, json={**base, **half}), 400)
+            assert "must be sent together" in str(out["details"])
 
 
 def test_accepted_spellings(server: KinemaServer, media: MediaServer) -> None:

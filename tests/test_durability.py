@@ -114,7 +114,11 @@ def test_sigterm_drains_the_running_job(tmp_path: Path, media: MediaServer) -> N
 
 def test_ssrf_refusals_and_pending_limit(tmp_path: Path, media: MediaServer) -> None:
     server = KinemaServer(
-        tmp_path / "k", workers=0, KINEMA_ALLOW_PRIVATE_URLS="0", KINEMA_MAX_PENDING_PER_KEY="2"
+        tmp_path / "k",
+        workers=0,
+        KINEMA_ALLOW_PRIVATE_URLS="0",
+        KINEMA_MAX_PENDING_PER_KEY="2",
+        KINEMA_ENGINES="motion",
     ).start()
     try:
         with server.client() as c:
@@ -124,9 +128,24 @@ def test_ssrf_refusals_and_pending_limit(tmp_path: Path, media: MediaServer) -> 
                 r = c.post(UNIFIED, json={"model": "video-01", "prompt": "p", "image_url": url})
                 assert r.status_code == 400, (url, r.text)
                 assert r.json()["details"][0]["field"] == "image_url"
+            # This deployment runs only the motion engine: what needs another is refused.
+            for body in [
+                {"model": "veed/fabric-1.0", "image_url": "https://example.com/a.png",
+                 "audio_url": "https://example.com/a.mp3"},
+                {"model": "pixverse/v5/image-to-video", "prompt": "p",
+                 "image_url": "https://example.com/a.png", "lip_sync_tts_content": "hello",
+                 "lip_sync_tts_speaker": "Chloe"},
+                {"model": "veo-3.1-lite-generate-001", "prompt": "p",
+                 "image_url": "https://example.com/a.png", "last_image_url": "https://example.com/b.png"},
+            ]:  # fmt: skip
+                r = c.post(UNIFIED, json=body)
+                assert r.status_code == 400 and "has no engine for" in r.json()["message"]
+            # Veo dialogue falls back to the camera move (with room tone) instead.
+            veo = {"model": "google/veo-3.1-i2v-fast", "prompt": "She says: 'Hello there'",
+                   "image_url": "https://example.com/a.png"}  # fmt: skip
+            assert c.post(UNIFIED, json=veo).status_code == 201
             # No worker runs here, so jobs stay queued and the per-key limit bites.
             body = {"model": "video-01", "prompt": "p", "image_url": "https://example.com/a.png"}
-            assert c.post(UNIFIED, json=body).status_code == 201
             assert c.post(UNIFIED, json=body).status_code == 201
             limited = c.post(UNIFIED, json=body)
             assert limited.status_code == 429 and limited.headers["retry-after"]

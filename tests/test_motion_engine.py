@@ -30,6 +30,7 @@ from kinema.engines.motion import (
     choose_move,
 )
 from kinema.errors import Cancelled, EngineError, InputError
+from kinema.media.ambience import ROOM_TONE_DBFS, room_tone
 from kinema.media.images import decode_image, fit_image
 from kinema.specs.base import IMAGE_TO_VIDEO, ImageRules, MediaRef, RenderRequest
 from kinema.specs.minimax import VIDEO01_IMAGE_RULES
@@ -74,6 +75,10 @@ def render(engine: MotionEngine, tmp_path: Path, name: str, **overrides: Any) ->
 def frames_of(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def dbfs(samples: np.ndarray) -> float:
+    return 20 * math.log10(float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))))
 
 
 def fitted(width: int, height: int) -> np.ndarray:
@@ -224,14 +229,37 @@ def test_cancellation_stops_the_job(engine: MotionEngine, tmp_path: Path) -> Non
     assert not ctx.output_path.exists()
 
 
-def test_generate_audio_adds_a_silent_track(engine: MotionEngine, tmp_path: Path) -> None:
+def test_generate_audio_adds_quiet_room_tone(engine: MotionEngine, tmp_path: Path) -> None:
     path = render(engine, tmp_path, "audio.mp4", generate_audio=True, duration=2.0)
     with av.open(str(path)) as container:
         audio = container.streams.audio[0]
         assert audio.codec_context.name == "aac"
         assert math.isclose(float(audio.duration * audio.time_base), 2.0, abs_tol=0.04)
         samples = np.concatenate([f.to_ndarray().ravel() for f in container.decode(audio)])
-    assert np.abs(samples).max() < 1e-3
+    # Room tone, not digital silence; quiet (about -50 dBFS) once the fade-in is over.
+    middle = samples[len(samples) // 3 : 2 * len(samples) // 3]
+    assert -60 < dbfs(middle) < -40
+    assert dbfs(samples[:480]) < dbfs(middle) - 10  # faded in: the first 10 ms
+    assert np.abs(samples).max() < 0.05
+    silent = render(engine, tmp_path, "silent.mp4", duration=1.0)
+    with av.open(str(silent)) as container:
+        assert not container.streams.audio
+
+
+def test_room_tone_is_seeded_pinkish_noise_at_the_level_asked() -> None:
+    rate = 48000
+    tone = room_tone(3 * rate, rate, seed=5)
+    assert tone.dtype == np.float32 and tone.shape == (3 * rate,)
+    assert np.array_equal(tone, room_tone(3 * rate, rate, seed=5))
+    assert not np.array_equal(tone, room_tone(3 * rate, rate, seed=6))
+    assert math.isclose(dbfs(tone[rate : 2 * rate]), ROOM_TONE_DBFS, abs_tol=1.5)
+    assert tone[0] == 0 and tone[-1] == 0  # raised-cosine fades: no click
+    assert abs(float(tone.mean())) < 1e-4  # no DC offset
+    # Rumble-heavy like a real room: far more energy below 500 Hz than above 4 kHz.
+    power = np.abs(np.fft.rfft(tone)) ** 2
+    freqs = np.fft.rfftfreq(len(tone), 1 / rate)
+    assert power[(freqs > 40) & (freqs < 500)].sum() > 10 * power[freqs > 4000].sum()
+    assert room_tone(0, rate, 1).shape == (0,) and room_tone(3, rate, 1).shape == (3,)
 
 
 def test_portrait_720p_snaps_to_the_nearest_choice(engine: MotionEngine, tmp_path: Path) -> None:

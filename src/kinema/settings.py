@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         description="Worker processes started by `kinema serve` (0 = API only).",
     )
     engines: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["motion"],
+        default_factory=lambda: ["motion", "talking_head", "speaking", "morph"],
         description="Engines this deployment runs (comma-separated in the environment).",
     )
     lease_seconds: float = Field(

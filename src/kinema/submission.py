@@ -38,8 +38,13 @@ class Submitter:
     def submit(self, route: str, body: Any, key_id: str) -> Submission:
         spec = parse_request(route, body)
         request = spec.render()
-        if request.capability not in self.capabilities:
-            raise CapabilityMissing(request.capability, spec.model)
+        capability = request.capability
+        if capability not in self.capabilities:
+            if request.fallback not in self.capabilities:
+                raise CapabilityMissing(request.capability, spec.model)
+            capability = request.fallback
+        if capability == request.capability:
+            self.check_speech_fits(request)
         self.check_media(request)
         if self.store.pending_count(key_id) >= self.settings.max_pending_per_key:
             raise TooManyRequests(
@@ -51,7 +56,7 @@ class Submitter:
             key_id=key_id,
             route=route,
             model=spec.model,
-            capability=request.capability,
+            capability=capability,
             params=spec.model_dump(mode="json"),
             price=price,
             max_attempts=self.settings.max_attempts,
@@ -61,6 +66,27 @@ class Submitter:
         except CreditsExhausted as exc:
             raise OutOfCredits(price, exc.available) from None
         return Submission(job, spec)
+
+    def check_speech_fits(self, request: RenderRequest) -> None:
+        """Text to be spoken must fit the clip: synthesised here (espeak runs ~170x real
+        time), so a request that cannot work is refused now rather than failed later."""
+        if request.tts_text is None or request.duration is None:
+            return
+        from kinema.media.speech import speech_seconds
+
+        # The engine trims its lead-in when the speech needs the time, so the whole clip
+        # is the room; synthesis stops early once it is past that.
+        room = request.duration
+        seconds = speech_seconds(request.tts_text, request.tts_speaker or "Auto", limit=room)
+        if seconds > room:
+            raise ValidationFailed(
+                [FieldProblem(
+                    request.tts_field or "text",
+                    f"the text takes more than {room:g} s to say with this voice, longer than "
+                    "the video. Shorten the text or ask for a longer duration.",
+                    f"speech of at most {room:g} s", None,
+                )]
+            )  # fmt: skip
 
     def check_media(self, request: RenderRequest) -> None:
         """Everything about an input that needs no network: URL shape and safety, and

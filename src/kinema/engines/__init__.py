@@ -15,7 +15,10 @@ __all__ = ["ENGINES", "Context", "Engine", "capabilities", "engine_class", "engi
 # name -> "module:Class". Later engines (talking head, TTS, morph, upstream providers,
 # diffusers) register here and nowhere else.
 ENGINES: dict[str, str] = {
-    "motion": "kinema.engines.motion:MotionEngine",
+    "motion": "kinema.engines.motion:MotionEngine",  # image -> camera move (+ styles)
+    "talking_head": "kinema.engines.talking_head:TalkingHeadEngine",  # image + audio
+    "speaking": "kinema.engines.speaking:SpeakingEngine",  # image + text -> speech, lip-sync
+    "morph": "kinema.engines.morph:MorphEngine",  # first + last frame
 }
 
 

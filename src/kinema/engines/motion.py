@@ -10,6 +10,10 @@ models promise) and zooms in enough that pans, tilts and rolls never show an edg
 *out* from the full image has to show more than the image holds: that margin is the image
 mirrored at its edges and blurred progressively, and the move stays small; it is only
 used when asked for, never drawn at random.
+
+A `style` (anime, clay...) is painted once onto the fitted image before the move, and
+frame 0 is then that styled image. `generate_audio` adds quiet room tone, never sound
+that claims to come from the scene.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from kinema.engines.base import Context, Engine
 from kinema.errors import EngineError
+from kinema.media.people import check_person_generation
 from kinema.specs.base import IMAGE_TO_VIDEO, RenderRequest
 
 if TYPE_CHECKING:
@@ -95,19 +100,24 @@ class Move:
     direction: int = 1
 
 
+def request_seed(prompt: str, negative_prompt: str | None, seed: int | None) -> int:
+    """The request's seed, or without one a hash of its prompts, so the same request
+    always gets the same move, style and room tone."""
+    if seed is not None:
+        return seed
+    digest = hashlib.sha256(f"{prompt}\0{negative_prompt or ''}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
 def choose_move(prompt: str, negative_prompt: str | None, seed: int | None) -> Move:
     """The move a request asks for: the earliest move word in the prompt that the
-    negative prompt does not forbid, else one drawn from the seed (or, without one, from
-    a hash of the prompts, so the same request always gets the same move)."""
+    negative prompt does not forbid, else one drawn from the seed (see request_seed)."""
     text, negative = prompt.lower(), (negative_prompt or "").lower()
     forbidden: set[str] = set()
     for pattern, _, forbids in _RULES:
         if re.search(pattern, negative):
             forbidden |= forbids
-    if seed is None:
-        digest = hashlib.sha256(f"{prompt}\0{negative_prompt or ''}".encode()).digest()
-        seed = int.from_bytes(digest[:8], "big")
-    rng = random.Random(seed)
+    rng = random.Random(request_seed(prompt, negative_prompt, seed))
     asked = sorted(
         (match.start(), index, move)
         for index, (pattern, move, _) in enumerate(_RULES)
@@ -275,13 +285,17 @@ class MotionEngine(Engine):
         from PIL import Image  # noqa: F401
 
     def generate(self, request: RenderRequest, ctx: Context) -> None:
-        import numpy as np
-
+        from kinema.media.ambience import room_tone
         from kinema.media.encode import write_mp4
         from kinema.media.images import decode_image, fit_image, output_size
+        from kinema.media.styles import STYLES, stylize
 
         if request.image is None:
             raise EngineError("The motion engine animates an input image, and none was given.")
+        if request.style is not None and request.style not in STYLES:
+            raise EngineError(
+                f"The motion engine has no style {request.style!r} (it has {', '.join(STYLES)})."
+            )
         data = ctx.fetch(request.image)
         rgb = decode_image(
             data,
@@ -295,12 +309,23 @@ class MotionEngine(Engine):
         )
         fitted = fit_image(rgb, width, height)
         del rgb, data
+        check_person_generation(request, [(request.image.field, fitted)])
         ctx.check_cancelled()
+        seed = request_seed(request.prompt, request.negative_prompt, request.seed)
+        if request.style is not None:
+            # Styled once, before the move: every frame is then a warp of this one
+            # still, so the look is temporally stable by construction. A per-frame
+            # filter would re-decide its lines, palette and dots on every frame, and
+            # they would boil and flicker. Frame 0 is the styled fitted image.
+            fitted = stylize(fitted, request.style, seed)
+            ctx.check_cancelled()
         count = max(1, round((request.duration or DEFAULT_SECONDS) * FPS))
         move = choose_move(request.prompt, request.negative_prompt, request.seed)
-        # A silent track until a dialogue/sound engine exists: clients that ask for
-        # audio still get a stream they can mux and edit.
-        audio = np.zeros(count * SAMPLE_RATE // FPS, np.float32) if request.generate_audio else None
+        # Room tone, not generated sound: a quiet, seeded ambience bed, so clients that
+        # ask for audio get a track that sounds like location sound rather than a
+        # dropout. Scene sound (dialogue, effects) needs an engine that generates it.
+        samples = count * SAMPLE_RATE // FPS
+        audio = room_tone(samples, SAMPLE_RATE, seed) if request.generate_audio else None
 
         def on_frame(written: int) -> None:
             ctx.check_cancelled()

@@ -85,7 +85,9 @@ def write_mp4(
     try:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.options = {"preset": preset, "crf": str(crf)}
+        # deterministic=1: the same frames give the same bytes on every run (x264's
+        # threads otherwise make rate-control choices depend on timing); seed => same MP4.
+        video.options = {"preset": preset, "crf": str(crf), "x264-params": "deterministic=1"}
         video.thread_type = "AUTO"
         video.thread_count = 0  # x264 picks from the core count
         context = video.codec_context

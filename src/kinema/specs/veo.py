@@ -26,7 +26,7 @@ VEO_ASPECTS = ("16:9", "9:16")
 PROMPT_DESCRIPTION = "The text description of the scene, subject, or action to generate."
 AUDIO_DESCRIPTION = (
     "Whether to generate audio for the video. Local engines add an AAC track: spoken "
-    "dialogue where an engine for it is enabled, otherwise a silent track."
+    "dialogue where an engine for it is enabled, otherwise a quiet room-tone track."
 )
 
 

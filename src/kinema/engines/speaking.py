@@ -1,0 +1,196 @@
+"""A face in a still image says a text: speech synthesis + lip-synced face animation.
+
+Serves pixverse's `lip_sync_tts_content` (LIP_SYNC_TTS) and Veo prompts that quote what
+someone says (DIALOGUE). The text is spoken by eSpeak NG in one of the documented voices
+(`kinema.media.speech`); its phoneme timings become a mouth track (`kinema.media.visemes`)
+that `FaceAnimator` applies to the largest face in the fitted image, frame by frame. The
+speech starts `SPEECH_LEAD_IN_SECONDS` into the clip, as a person draws breath before
+talking; the rest of the clip is the animator's idle motion with the mouth closed. The
+audio is the speech at 48 kHz, placed at the same offset and muxed as AAC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, ClassVar
+
+from kinema.engines.base import Context, Engine
+from kinema.errors import EngineError, InputError
+from kinema.media.people import check_person_generation
+from kinema.specs.base import DIALOGUE, LIP_SYNC_TTS, SPEECH_LEAD_IN_SECONDS, RenderRequest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import numpy as np
+    import numpy.typing as npt
+
+    from kinema.media.faces import Face
+    from kinema.media.speech import Speech
+
+    Frame = npt.NDArray[np.uint8]
+
+FPS = 25
+SAMPLE_RATE = 48000
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+PREFETCH_FRAMES = 4
+TAIL_SECONDS = 0.5  # after the speech, when the request leaves the length to the audio
+VOICE_OVER_ZOOM = 0.06  # the slow push-in on an image without a face
+
+
+def resample(samples: npt.NDArray[np.float32], rate: int, target: int) -> npt.NDArray[np.float32]:
+    """Mono float samples from `rate` to `target` Hz with FFmpeg's resampler (band-limited,
+    unlike interpolation), the same length in seconds as the input."""
+    import av
+    import numpy as np
+
+    if rate == target or samples.size == 0:
+        return np.asarray(samples, dtype=np.float32)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples, dtype=np.float32)[None, :], format="flt", layout="mono"
+    )
+    frame.sample_rate = rate
+    pieces = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+    pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    joined = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    length = round(samples.size * target / rate)
+    out = np.zeros(length, np.float32)
+    out[: min(length, joined.size)] = joined[:length]
+    return out
+
+
+def soundtrack(speech: Speech, start: float, count: int) -> npt.NDArray[np.float32]:
+    """The clip's audio: silence, the speech from `start` seconds, silence to the end of
+    `count` frames."""
+    import numpy as np
+
+    total = count * SAMPLE_RATE // FPS
+    audio = np.zeros(total, np.float32)
+    voice = resample(speech.samples, speech.sample_rate, SAMPLE_RATE)
+    offset = round(start * SAMPLE_RATE)
+    n = max(0, min(voice.size, total - offset))
+    audio[offset : offset + n] = voice[:n]
+    return audio
+
+
+def _seed(request: RenderRequest, text: str) -> int:
+    if request.seed is not None:
+        return request.seed
+    digest = hashlib.sha256(f"{request.prompt}\0{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def _talking_frames(
+    fitted: Frame, face: Face, seed: int, speech: Speech, lead_in: float, count: int
+) -> Iterator[Frame]:
+    from kinema.media.face_anim import FaceAnimator
+    from kinema.media.speech import PhonemeEvent
+    from kinema.media.visemes import mouth_track_from_phonemes
+
+    shifted = [PhonemeEvent(event.start + lead_in, event.phoneme) for event in speech.phonemes]
+    track = mouth_track_from_phonemes(shifted, lead_in + speech.seconds, count, FPS)
+    animator = FaceAnimator(fitted, face, seed)
+    return iter(animator.frames(track))
+
+
+class SpeakingEngine(Engine):
+    name: ClassVar[str] = "speaking"
+    capabilities: ClassVar[frozenset[str]] = frozenset({LIP_SYNC_TTS, DIALOGUE})
+
+    def load(self) -> None:
+        # The media stack, the face models and the speech library, once per worker, so
+        # the first job does not pay for them.
+        import av  # noqa: F401
+        import cv2  # noqa: F401
+        import numpy as np
+
+        from kinema.media import face_anim  # noqa: F401
+        from kinema.media.faces import largest_face
+        from kinema.media.speech import speech_seconds
+
+        largest_face(np.zeros((128, 128, 3), np.uint8))
+        speech_seconds("Ready.", "Ava")
+        resample(np.zeros(256, np.float32), 22050, SAMPLE_RATE)  # FFmpeg's first use is slow
+
+    def generate(self, request: RenderRequest, ctx: Context) -> None:
+        from kinema.engines.motion import ZOOM_IN, Move, prefetch, render_frames
+        from kinema.media.encode import write_mp4
+        from kinema.media.faces import largest_face
+        from kinema.media.images import decode_image, fit_image, output_size
+        from kinema.media.speech import synthesize
+
+        if request.image is None:
+            raise EngineError(
+                "The speaking engine animates a face in an image, and none was given."
+            )
+        # Spoken as given (not stripped): "Auto" hashes the exact text to pick the voice,
+        # and the submit-time length check measured that same text.
+        text = request.tts_text or ""
+        field = request.tts_field or "tts_text"
+        if not text.strip():
+            raise InputError(field, "there is no text to speak")
+        try:
+            speech = synthesize(text, request.tts_speaker or "Auto")
+        except ValueError as error:  # a speaker the spec should not have let through
+            raise InputError("tts_speaker", str(error)) from None
+        except RuntimeError as error:  # libespeak-ng or its data missing or broken
+            raise EngineError(f"Speech synthesis failed: {error}") from None
+        if request.duration is None:
+            seconds = SPEECH_LEAD_IN_SECONDS + speech.seconds + TAIL_SECONDS
+        else:
+            seconds = request.duration
+        if speech.seconds > seconds:
+            raise InputError(
+                field,
+                f"the text takes {speech.seconds:.1f} s to say, longer than the "
+                f"{seconds:g} s video",
+            )
+        # Start after the usual breath, or earlier when the text needs the whole clip.
+        lead_in = min(SPEECH_LEAD_IN_SECONDS, seconds - speech.seconds)
+        count = max(1, round(seconds * FPS))
+
+        data = ctx.fetch(request.image)
+        rgb = decode_image(
+            data,
+            request.image.field,
+            request.image_rules,
+            getattr(ctx, "max_image_pixels", DEFAULT_MAX_PIXELS),
+            getattr(ctx, "max_input_bytes", DEFAULT_MAX_BYTES),
+        )
+        width, height = output_size(
+            request.short_side, request.aspect, request.aspect_choices, rgb.shape[1], rgb.shape[0]
+        )
+        fitted = fit_image(rgb, width, height)
+        del rgb, data
+        check_person_generation(request, [(request.image.field, fitted)])
+        ctx.check_cancelled()
+
+        face = largest_face(fitted)
+        frames: Iterator[Frame]
+        if face is not None:
+            frames = _talking_frames(fitted, face, _seed(request, text), speech, lead_in, count)
+        elif request.capability == LIP_SYNC_TTS:
+            raise EngineError("Could not detect a face in image_url", "FaceNotFound")
+        else:
+            # DIALOGUE asks for a video in which words are spoken, not for a face (the
+            # prompt may describe a narrator, or the face may be too small to find): with
+            # no face to animate, the words become a voice-over on a slow push-in.
+            frames = render_frames(fitted, Move(ZOOM_IN, amount=VOICE_OVER_ZOOM), count)
+        audio = soundtrack(speech, lead_in, count)
+        ctx.check_cancelled()
+
+        def on_frame(written: int) -> None:
+            ctx.check_cancelled()
+            ctx.progress(written / count)
+
+        # Frames are made on a background thread while x264 encodes the previous ones.
+        produced = prefetch(frames, PREFETCH_FRAMES)
+        try:
+            write_mp4(
+                ctx.output_path, produced, fps=FPS, width=width, height=height,
+                audio=audio, sample_rate=SAMPLE_RATE, on_frame=on_frame,
+            )  # fmt: skip
+        finally:
+            produced.close()
