@@ -484,3 +484,65 @@ def test_health_ready_and_metrics(server: KinemaServer, media: MediaServer) -> N
     assert "kinema_jobs{" in text and 'status="completed"' in text
     assert "kinema_job_run_seconds{" in text
     assert 'kinema_job_failures{error="InvalidInput"}' in text
+
+
+def _wav(seconds: float, rate: int = 16000) -> bytes:
+    import io
+    import wave
+
+    import numpy as np
+
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return out.getvalue()
+
+
+def test_bad_media_gets_clear_errors_or_correct_output(
+    server: KinemaServer, media: MediaServer
+) -> None:
+    """Fabric with too-long, corrupt or silent audio; odd image modes and sizes."""
+    face = f"{media.base}/face.png"
+    media.add("long.wav", _wav(31))
+    media.add("silent.wav", bytes(_wav(0))[:44] + bytes(2 * 16000 * 2))  # header + zeros
+    media.add("corrupt.mp3", b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00garbage" * 500)
+    from PIL import Image
+
+    for name, mode, size in [("cmyk.jpg", "CMYK", (640, 480)), ("gray.png", "L", (640, 480)),
+                             ("rgba.png", "RGBA", (640, 480)), ("tiny.png", "RGB", (12, 9))]:
+        import io
+
+        out = io.BytesIO()
+        Image.new(mode, size, 90).save(out, "JPEG" if name.endswith("jpg") else "PNG")
+        media.add(name, out.getvalue())
+    with server.client() as c:
+        # Inline audio is measured at submit: 31 s is refused before any job exists.
+        inline = data_uri(_wav(31), "audio/wav")
+        r = c.post(UNIFIED, json={"model": "veed/fabric-1.0", "image_url": face,
+                                  "audio_url": inline})  # fmt: skip
+        assert "30 s" in str(assert_envelope(r, 400)["details"])
+        jobs = {}
+        for name in ("long.wav", "corrupt.mp3", "silent.wav"):
+            r = c.post(UNIFIED, json={"model": "veed/fabric-1.0", "image_url": face,
+                                      "audio_url": f"{media.base}/{name}"})  # fmt: skip
+            jobs[name] = r.json()["id"]
+        for name in ("cmyk.jpg", "gray.png", "rgba.png", "tiny.png"):
+            r = c.post(UNIFIED, json={"model": "pixverse/v5/image-to-video", "prompt": "p",
+                                      "image_url": f"{media.base}/{name}",
+                                      "resolution": "360p"})  # fmt: skip
+            jobs[name] = r.json()["id"]
+        done = {name: wait_for(c, gen_id) for name, gen_id in jobs.items()}
+    assert done["long.wav"]["status"] == "error"
+    assert "audio_url" in done["long.wav"]["error"]["message"]
+    assert "30" in done["long.wav"]["error"]["message"]
+    assert done["corrupt.mp3"]["status"] == "error"
+    assert done["corrupt.mp3"]["error"]["name"] == "InvalidInput"
+    assert "audio_url" in done["corrupt.mp3"]["error"]["message"]
+    assert done["silent.wav"]["status"] == "completed", done["silent.wav"]
+    for name in ("cmyk.jpg", "gray.png", "rgba.png", "tiny.png"):
+        assert done[name]["status"] == "completed", (name, done[name])
