@@ -208,3 +208,23 @@ def test_worker_presence_and_aggregates(store: SqlStore) -> None:
     assert store.failure_counts() == [("InvalidInput", 1)]
     [(model, waited, ran)] = store.timings(since=now - 10)
     assert model == "video-01" and waited >= 0 and ran >= 0
+
+
+def test_wait_for_work(store: SqlStore) -> None:
+    """PostgreSQL wakes a waiting worker on submit (LISTEN/NOTIFY); SQLite just sleeps."""
+    key, _ = store.create_key("k", None)
+    if store.engine.dialect.name == "sqlite":
+        started = time.monotonic()
+        assert store.wait_for_work(0.2) is False
+        assert time.monotonic() - started >= 0.19
+        return
+    store.wait_for_work(0.01)  # opens the LISTEN connection
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(store.wait_for_work(10)))
+    waiter.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    store.create_job(job(key.id))
+    waiter.join(5)
+    assert result == [True]
+    assert time.monotonic() - started < 1.0

@@ -151,7 +151,7 @@ class Worker:
             self.recover()
             job = self.store.claim(self.id, list(self.routes), self.settings.lease_seconds)
             if job is None:
-                self.stop.wait(self.settings.poll_interval)
+                self.store.wait_for_work(self.settings.poll_interval)
                 continue
             self.run_job(job)
 

@@ -162,6 +162,11 @@ class JobStore(ABC):
         """Give a job back to the queue (graceful shutdown); the attempt is not counted."""
 
     @abstractmethod
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block until a job may have been queued (a wake-up signal where the backend has
+        one, else the timeout); True if woken by a signal."""
+
+    @abstractmethod
     def recover_expired(self, now: float | None = None) -> Recovered:
         """Re-queue jobs whose lease expired; fail those out of attempts."""
 

@@ -44,6 +44,7 @@ from kinema.store.migrate import migrate
 from kinema.store.reads import FastReads
 from kinema.store.schema import api_keys, jobs
 from kinema.store.telemetry import SqlTelemetry
+from kinema.store.wakeup import Wakeup, announce
 
 WORKER_LOST = (
     "The worker running this job stopped responding (crashed or was killed) on every "
@@ -97,13 +98,18 @@ class SqlStore(SqlTelemetry, JobStore):
         self.url = url
         self.engine = make_engine(url)
         self.reads = FastReads(self.engine)
+        self.wakeup = Wakeup(self.engine)
         # SQLite reads are local microsecond lookups: cheap enough for the event loop.
         self.fast_reads = self.engine.dialect.name == "sqlite"
         if run_migrations:
             migrate(self.engine)
 
     def close(self) -> None:
+        self.wakeup.close()
         self.engine.dispose()
+
+    def wait_for_work(self, timeout: float) -> bool:
+        return self.wakeup.wait(timeout)
 
     # ---- keys ----------------------------------------------------------------------
     def create_key(
@@ -232,6 +238,7 @@ class SqlStore(SqlTelemetry, JobStore):
             if inserted is None:
                 spent = conn.execute(select(pending)).scalar() or 0
                 raise CreditsExhausted(max(0, int(balance or 0) - int(spent)))
+            announce(conn)
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
         return _job(row)
 
