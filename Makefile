@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test check bench install dev clean
+.PHONY: serve test check bench chaos install dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ bench: $(VENV)/.dev-installed
 	  || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1) \
 	  || echo "bench: wrk is not installed; using the Python load generator"
 	$(BIN)/python -m bench
+
+# 2 APIs + 3 workers on PostgreSQL + S3 (moto): 200 jobs round-robin, 20 worker SIGKILLs,
+# database connections killed under load.
+chaos: $(VENV)/.dev-installed
+	@scripts/ensure-postgres
+	$(BIN)/python -m tests.cluster --jobs 200 --kills 20
 
 clean:
 	rm -rf $(VENV) .kinema .pytest_cache .mypy_cache .ruff_cache

@@ -35,7 +35,8 @@ from kinema.store import Job, JobStore, SqlStore, WorkerInfo
 log = logging.getLogger("kinema.worker")
 
 PROGRESS_PUSH_SECONDS = 0.5
-PRESENCE_SECONDS = 5.0  # how often a worker refreshes its row in the workers table
+PRESENCE_SECONDS = 5.0
+STORE_RETRY_SECONDS = 1.0  # how often a worker refreshes its row in the workers table
 
 
 class RunContext(Context):
@@ -125,12 +126,15 @@ class Worker:
             )
         )  # fmt: skip
 
+    def _presence_now(self) -> None:
+        try:
+            self.report_presence()
+        except Exception:  # presence is informational; the job leases do the safety
+            log.warning("worker %s: presence update failed", self.id, exc_info=True)
+
     def presence_loop(self) -> None:
         while not self.stop.wait(PRESENCE_SECONDS):
-            try:
-                self.report_presence()
-            except Exception:  # presence is informational; the job leases do the safety
-                log.warning("worker %s: presence update failed", self.id, exc_info=True)
+            self._presence_now()
 
     # ---- the loop ------------------------------------------------------------------
     def run(self) -> None:
@@ -149,11 +153,26 @@ class Worker:
     def _loop(self) -> None:
         while not self.stop.is_set():
             self.recover()
-            job = self.store.claim(self.id, list(self.routes), self.settings.lease_seconds)
-            if job is None:
-                self.store.wait_for_work(self.settings.poll_interval)
+            try:
+                job = self.store.claim(self.id, list(self.routes), self.settings.lease_seconds)
+            except Exception:
+                # The database is restarting or unreachable: nothing is lost (queued jobs
+                # stay queued, running ones have leases); try again shortly.
+                log.warning("worker %s: claim failed; retrying", self.id, exc_info=True)
+                self.stop.wait(STORE_RETRY_SECONDS)
                 continue
-            self.run_job(job)
+            if job is None:
+                try:
+                    self.store.wait_for_work(self.settings.poll_interval)
+                except Exception:
+                    self.stop.wait(STORE_RETRY_SECONDS)
+                continue
+            try:
+                self.run_job(job)
+            except Exception:
+                # Recording the outcome failed (store unreachable): the job keeps its
+                # lease, which expires, and the job runs again; its output key is per job.
+                log.exception("worker %s: could not record job %s", self.id, job.id)
 
     def recover(self) -> None:
         now = time.monotonic()
@@ -176,6 +195,7 @@ class Worker:
         work_dir.mkdir(parents=True)
         ctx = RunContext(self, job, work_dir, self.policy)
         self.current_job = job.id
+        self._presence_now()
         done = threading.Event()
         beater = threading.Thread(target=ctx.heartbeat_loop, args=(done,), daemon=True)
         beater.start()
