@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         default=3, description="Runs a job gets when its worker dies before it is failed."
     )
     poll_interval: float = Field(default=0.2, description="Idle worker's queue poll period.")
+    job_wakeup: bool = Field(
+        default=True,
+        description="On PostgreSQL, wake idle workers with LISTEN/NOTIFY when a job is "
+        "queued (otherwise they find it at their next poll).",
+    )
     drain_seconds: float = Field(
         default=60.0, description="On SIGTERM a worker finishes its job for up to this long."
     )

@@ -96,7 +96,7 @@ class Worker:
         storage: BlobStorage | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store or SqlStore(settings.resolved_database_url)
+        self.store = store or SqlStore(settings.resolved_database_url, wakeup=settings.job_wakeup)
         self.storage = storage or open_storage(settings)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.policy = FetchPolicy.from_settings(settings)

@@ -26,5 +26,5 @@ __all__ = [
 ]  # fmt: skip
 
 
-def open_store(url: str, *, run_migrations: bool = True) -> SqlStore:
-    return SqlStore(url, run_migrations=run_migrations)
+def open_store(url: str, *, run_migrations: bool = True, wakeup: bool = True) -> SqlStore:
+    return SqlStore(url, run_migrations=run_migrations, wakeup=wakeup)

@@ -94,11 +94,11 @@ def _job(row: RowMapping) -> Job:
 
 
 class SqlStore(SqlTelemetry, JobStore):
-    def __init__(self, url: str, *, run_migrations: bool = True) -> None:
+    def __init__(self, url: str, *, run_migrations: bool = True, wakeup: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.reads = FastReads(self.engine)
-        self.wakeup = Wakeup(self.engine)
+        self.wakeup = Wakeup(self.engine, enabled=wakeup)
         # SQLite reads are local microsecond lookups: cheap enough for the event loop.
         self.fast_reads = self.engine.dialect.name == "sqlite"
         if run_migrations:

@@ -25,9 +25,9 @@ def announce(conn: Connection) -> None:
 
 
 class Wakeup:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, enabled: bool = True) -> None:
         self.engine = engine
-        self.listens = engine.dialect.name == "postgresql"
+        self.listens = enabled and engine.dialect.name == "postgresql"
         self._listener: Any = None
         self._lock = threading.Lock()
 
