@@ -546,3 +546,29 @@ def test_bad_media_gets_clear_errors_or_correct_output(
     assert done["silent.wav"]["status"] == "completed", done["silent.wav"]
     for name in ("cmyk.jpg", "gray.png", "rgba.png", "tiny.png"):
         assert done[name]["status"] == "completed", (name, done[name])
+
+
+def test_person_generation_and_dialogue(server: KinemaServer, media: MediaServer) -> None:
+    face = f"{media.base}/face.png"
+    with server.client() as c:
+        refused = c.post(UNIFIED, json={
+            "model": "veo-3.1-lite-generate-001", "prompt": "a calm portrait",
+            "image_url": face, "duration": 4, "person_generation": "dont_allow",
+        })  # fmt: skip
+        allowed = c.post(UNIFIED, json={
+            "model": "veo-3.1-lite-generate-001", "prompt": "a calm gradient",
+            "image_url": f"{media.base}/landscape.png", "duration": 4,
+            "person_generation": "dont_allow", "generate_audio": False,
+        })  # fmt: skip
+        talking = c.post(UNIFIED, json={
+            "model": "google/veo-3.1-i2v-fast", "prompt": "She smiles and says: 'Good morning'",
+            "image_url": face, "duration": 4, "resolution": "720p",
+        })  # fmt: skip
+        done = {k: wait_for(c, r.json()["id"]) for k, r in
+                {"refused": refused, "allowed": allowed, "talking": talking}.items()}  # fmt: skip
+    assert done["refused"]["status"] == "error"
+    assert "person_generation" in done["refused"]["error"]["message"]
+    assert "image_url" in done["refused"]["error"]["message"]
+    assert done["allowed"]["status"] == "completed"
+    assert done["talking"]["status"] == "completed"
+    assert done["talking"]["video"]["duration"] == pytest.approx(4, abs=0.05)
