@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-MODULES = ("api", "motion", "talking_head", "speaking", "morph")
+MODULES = ("api", "motion", "talking_head", "speaking", "morph", "cluster")
 COLUMNS = ("benchmark", "value", "unit", "baseline", "ratio", "target")
 RESULTS = Path(__file__).parent / "results" / "latest.md"
 

@@ -10,14 +10,15 @@ the thread pool.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_plus
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope, Send
 
 from kinema.api.auth import Authenticator
@@ -29,6 +30,7 @@ from kinema.storage import BlobStorage
 from kinema.store import COMPLETED, ERROR, PENDING, JobStatus, JobStore
 
 Result = tuple[int, dict[str, Any], dict[str, str]]
+POLL_THREADS = 8
 ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -122,9 +124,8 @@ class Poller:
                 raise NotFound(f"Generation '{generation_id}' was not found.")
             if job.status in (COMPLETED, ERROR):
                 self.finished.add(key.id, job)
-        position = self.store.queue_position(job)
         ttl = self.settings.url_ttl_seconds
-        body = job_view(job, self.storage, base_url, ttl, position)
+        body = job_view(job, self.storage, base_url, ttl, job.queue_position)
         credits = str(body["meta"]["usage"]["credits_used"])
         return 200, body, {"x-aimlapi-credits-used": credits}
 
@@ -139,6 +140,9 @@ class PollFastPath:
         self.paths = paths
         self.public_url = public_url
         self.inline = inline
+        # Remote stores (PostgreSQL): a few threads, each keeping one read connection, so
+        # an API process holds a bounded number of database connections for polls.
+        self._executor = None if inline else ThreadPoolExecutor(POLL_THREADS, "kinema-poll")
 
     def matches(self, scope: Scope) -> bool:
         return bool(
@@ -163,8 +167,8 @@ class PollFastPath:
             if self.inline:
                 status, body, extra = self.poller(generation_id, authorization, base_url)
             else:
-                status, body, extra = await run_in_threadpool(
-                    self.poller, generation_id, authorization, base_url
+                status, body, extra = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.poller, generation_id, authorization, base_url
                 )
             inference_id = generation_id
         except ApiError as exc:

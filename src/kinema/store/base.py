@@ -72,6 +72,7 @@ class JobStatus:
     output: dict[str, Any] | None
     error_name: str | None
     error_message: str | None
+    queue_position: int = 0  # queued jobs ahead of this one (0 unless queued)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ class JobStore(ABC):
 
     @abstractmethod
     def get_status(self, job_id: str, key_id: str) -> JobStatus | None:
-        """The poll's view of one of `key_id`'s jobs (None if missing or another key's)."""
+        """The poll's view of one of `key_id`'s jobs, queue position included (None if
+        missing or another key's)."""
 
     @abstractmethod
     def queue_position(self, job: Job | JobStatus) -> int:

@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Engine, bindparam, case, func, select
 from sqlalchemy.sql.expression import ClauseElement
 
+from kinema.errors import ServiceUnavailable
 from kinema.store.base import QUEUED, Job, JobStatus
 from kinema.store.schema import jobs
 
 JSON_COLUMNS = ("params", "output")
-OUTPUT_INDEX = [f.name for f in fields(JobStatus)].index("output")
+STATUS_COLUMNS = [f.name for f in fields(JobStatus) if f.name != "queue_position"]
+OUTPUT_INDEX = STATUS_COLUMNS.index("output")
 
 
 class CompiledQuery:
@@ -40,7 +43,7 @@ class CompiledQuery:
 class FastReads:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.keep_connections = engine.dialect.name == "sqlite"
+        self.sqlite = engine.dialect.name == "sqlite"
         self._local = threading.local()
         self.by_id = CompiledQuery(engine, select(jobs).where(jobs.c.id == bindparam("job_id")))
         self.by_id_and_key = CompiledQuery(
@@ -49,10 +52,19 @@ class FastReads:
                 jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
             ),
         )
-        status_columns = [jobs.c[f.name] for f in fields(JobStatus)]
+        # One statement per poll: the queue position is a subquery evaluated only for a
+        # queued job (CASE), so a poll is a single round trip on PostgreSQL.
+        ahead = jobs.alias("ahead")
+        position = (
+            select(func.count())
+            .select_from(ahead)
+            .where(ahead.c.status == QUEUED, ahead.c.seq < jobs.c.seq)
+            .scalar_subquery()
+        )
+        status_columns = [jobs.c[name] for name in STATUS_COLUMNS]
         self.status_by_id_and_key = CompiledQuery(
             engine,
-            select(*status_columns).where(
+            select(*status_columns, case((jobs.c.status == QUEUED, position), else_=0)).where(
                 jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
             ),
         )
@@ -63,20 +75,35 @@ class FastReads:
             .where(jobs.c.status == QUEUED, jobs.c.seq < bindparam("seq")),
         )
 
+    def _connection(self) -> Any:
+        """This thread's own read connection. SQLite: outside a transaction every SELECT
+        sees the newest committed state (WAL). PostgreSQL: detached from the pool and in
+        autocommit, so a read is one round trip (no checkout ping, BEGIN or ROLLBACK)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self.engine.raw_connection()
+            if not self.sqlite:
+                driver: Any = connection.dbapi_connection
+                driver.autocommit = True
+                connection.detach()
+            self._local.connection = connection
+        return connection
+
     def _fetch(self, query: CompiledQuery, values: Mapping[str, Any]) -> tuple[Any, list[str]]:
-        if self.keep_connections:
-            # SQLite: each thread keeps one connection for these reads. Outside a
-            # transaction every SELECT sees the newest committed state (WAL), and no pool
-            # checkout/rollback is paid per poll.
-            connection = getattr(self._local, "connection", None)
-            if connection is None:
-                connection = self._local.connection = self.engine.raw_connection()
-            return self._run(connection, query, values)
-        connection = self.engine.raw_connection()
+        connection = self._connection()
         try:
             return self._run(connection, query, values)
-        finally:
-            connection.close()  # back to the pool (rolled back there)
+        except Exception as exc:
+            # A broken connection (database restarted): drop it; the next read reconnects.
+            self._local.connection = None
+            with suppress(Exception):
+                connection.close()
+            dbapi = self.engine.dialect.dbapi
+            if dbapi is not None and isinstance(exc, dbapi.OperationalError | dbapi.InterfaceError):
+                raise ServiceUnavailable(
+                    "Service unavailable: the job store is unreachable; retry shortly."
+                ) from exc
+            raise
 
     @staticmethod
     def _run(
@@ -107,6 +134,7 @@ class FastReads:
         if row is None:
             return None
         values = list(row)
+        values[-1] = int(values[-1] or 0)
         if isinstance(values[OUTPUT_INDEX], str | bytes):
             values[OUTPUT_INDEX] = json.loads(values[OUTPUT_INDEX])
         return JobStatus(*values)
