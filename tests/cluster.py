@@ -84,6 +84,7 @@ class Cluster:
         return name
 
     def start(self) -> Cluster:
+        self.root.mkdir(parents=True, exist_ok=True)
         admin = create_engine(PG_URL)
         with admin.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {self.schema}"))

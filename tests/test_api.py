@@ -513,8 +513,12 @@ def test_bad_media_gets_clear_errors_or_correct_output(
     media.add("corrupt.mp3", b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00garbage" * 500)
     from PIL import Image
 
-    for name, mode, size in [("cmyk.jpg", "CMYK", (640, 480)), ("gray.png", "L", (640, 480)),
-                             ("rgba.png", "RGBA", (640, 480)), ("tiny.png", "RGB", (12, 9))]:
+    for name, mode, size in [
+        ("cmyk.jpg", "CMYK", (640, 480)),
+        ("gray.png", "L", (640, 480)),
+        ("rgba.png", "RGBA", (640, 480)),
+        ("tiny.png", "RGB", (12, 9)),
+    ]:
         import io
 
         out = io.BytesIO()

@@ -93,9 +93,7 @@ def scenario_database_drops(root: Path, media: MediaServer, jobs: int) -> None:
                 statuses.append(r.status_code)
                 if r.status_code == 201:
                     ids.append(r.json()["id"])
-                    statuses.append(
-                        client.get(PATH, params={"generation_id": ids[-1]}).status_code
-                    )
+                    statuses.append(client.get(PATH, params={"generation_id": ids[-1]}).status_code)
                 time.sleep(0.05)
 
         threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
@@ -119,7 +117,8 @@ def scenario_database_drops(root: Path, media: MediaServer, jobs: int) -> None:
         assert 500 not in statuses, statuses
         assert set(statuses) <= {200, 201, 503}, set(statuses)
         done = wait_all(c, ids[:jobs], timeout=120)
-        assert all(d["status"] == "completed" for d in done.values())
+        failed = [(d["id"], d["error"]) for d in done.values() if d["status"] != "completed"]
+        assert not failed, failed
 
 
 def test_round_robin_across_two_apis(tmp_path: Path, media: MediaServer) -> None:

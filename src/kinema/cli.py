@@ -1,5 +1,6 @@
-"""The `kinema` command: serve, worker, keys. Builds the one Settings object from the
-environment (KINEMA_*) plus flags, and hands it down."""
+"""The `kinema` command: serve, worker, keys (the server side: builds the one Settings
+object from the environment (KINEMA_*) plus flags, and hands it down) and the client side,
+generate, status, download, models (`kinema.cli_client`)."""
 
 from __future__ import annotations
 
@@ -137,18 +138,20 @@ def cmd_keys_credit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kinema", description=__doc__)
+    from kinema.cli_client import OneLineParser, add_commands
+
+    parser = OneLineParser(prog="kinema", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir = OneLineParser(add_help=False)
     data_dir.add_argument("--data-dir", type=Path, help="default ./.kinema (KINEMA_DATA_DIR)")
 
     serve = sub.add_parser("serve", parents=[data_dir], help="API + embedded workers")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
-    serve.add_argument("--engines", help="comma-separated engines (default: motion)")
+    serve.add_argument("--engines", help="comma-separated engines (default: all four)")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", parents=[data_dir], help="a standalone worker")
@@ -173,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     amount.add_argument("--add", type=int, help="credits to add (2,000,000 = $1)")
     amount.add_argument("--unlimited", action="store_true")
     credit.set_defaults(func=cmd_keys_credit)
+
+    add_commands(sub)
     return parser
 
 

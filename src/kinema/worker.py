@@ -22,6 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
+from sqlalchemy.exc import DBAPIError
+
 from kinema import engines, pricing
 from kinema.engines import Context, Engine
 from kinema.errors import Cancelled, EngineError, JobFailure
@@ -36,7 +38,8 @@ log = logging.getLogger("kinema.worker")
 
 PROGRESS_PUSH_SECONDS = 0.5
 PRESENCE_SECONDS = 5.0
-STORE_RETRY_SECONDS = 1.0  # how often a worker refreshes its row in the workers table
+STORE_RETRY_SECONDS = 1.0
+COMPLETE_ATTEMPTS = 5  # how often a worker refreshes its row in the workers table
 
 
 class RunContext(Context):
@@ -213,6 +216,10 @@ class Worker:
         except JobFailure as exc:
             log.info("job %s failed: %s: %s", job.id, exc.name, exc.message)
             self.store.fail(job.id, self.id, exc.name, exc.message)
+        except DBAPIError:
+            # The job store failed, not the engine: leave the job to its lease (it expires
+            # and the job runs again; its output key is per job, charged once).
+            raise
         except Exception:
             log.exception("job %s: engine crashed", job.id)
             failure = EngineError(
@@ -256,8 +263,21 @@ class Worker:
             "has_audio": info.has_audio,
         }
         credits = pricing.charge(spec, self.settings.prices, info.duration)
-        if not self.store.complete(job.id, self.id, output, credits):
+        if not self._complete(job.id, output, credits):
             log.warning("job %s: finished after losing its lease; result discarded", job.id)
+
+    def _complete(self, job_id: str, output: dict[str, object], credits: int) -> bool:
+        """Record a finished video, riding out a short store outage: the lease still
+        runs, and redoing the whole job for a dropped connection would waste it."""
+        for attempt in range(COMPLETE_ATTEMPTS):
+            try:
+                return self.store.complete(job_id, self.id, output, credits)
+            except DBAPIError:
+                if attempt == COMPLETE_ATTEMPTS - 1:
+                    raise
+                log.warning("job %s: recording completion failed; retrying", job_id)
+                time.sleep(STORE_RETRY_SECONDS)
+        return False
 
 
 def serve_forever(settings: Settings, supervisor_pid: int | None = None) -> None:
