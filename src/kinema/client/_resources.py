@@ -5,6 +5,7 @@ the code that runs a flow (blocking or awaiting)."""
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -26,7 +27,7 @@ G = TypeVar("G", bound=GenerationBase)
 DEFAULT_POLL_INTERVAL = 0.5
 
 
-class BaseClient(Generic[G]):
+class BaseClient(ABC, Generic[G]):
     """Configuration both clients share; see `Client` for the meaning of each argument."""
 
     def __init__(
@@ -44,8 +45,9 @@ class BaseClient(Generic[G]):
         self._api_headers = default_headers(self.api_key)
         self._rng = random.Random()
 
+    @abstractmethod
     def _make(self, body: Mapping[str, Any]) -> G:
-        raise NotImplementedError  # each client binds generations to itself
+        """A generation bound to this client (sync or async), from a poll/submit body."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"

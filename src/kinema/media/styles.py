@@ -33,7 +33,7 @@ _CHROMA_WEIGHT = 2.0  # of Lab a/b against lightness, when clustering colours
 
 
 def _u8(array: object) -> Image:
-    """An OpenCV result as a typed array (its stubs only promise "a Mat or some numeric
+    """An OpenCV result as a typed array (its type hints only promise "a Mat or some numeric
     array"); no copy when it already is uint8, as OpenCV's results here are."""
     import numpy as np
 
