@@ -28,7 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.motion import CRF, FPS, PRESET, RUNS, _picture
+from bench.common import RUNS, BenchContext
+from bench.motion import CRF, FPS, PRESET, _picture
 
 SECONDS = 5.0
 FRAMES = round(SECONDS * FPS)
@@ -67,27 +68,6 @@ def _bare_encode(path: Path, frames: list[Any], pix_fmt_in: str, width: int, hei
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-
-
-def _context(work: Path, inputs: dict[str, bytes]) -> Any:
-    from kinema.engines.base import Context
-    from kinema.specs.base import MediaRef
-
-    class BenchContext(Context):
-        output_path = work / "morph.mp4"
-        work_dir = work
-
-        def progress(self, fraction: float) -> None:
-            pass
-
-        @property
-        def cancelled(self) -> bool:
-            return False
-
-        def fetch(self, ref: MediaRef) -> bytes:
-            return inputs[ref.field]
-
-    return BenchContext()
 
 
 def _jpeg(image: Any) -> bytes:
@@ -133,7 +113,7 @@ def _rows(width: int, height: int, jpegs: dict[str, bytes]) -> list[dict[str, An
     yuv = [cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420) for frame in rgb]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ctx = _context(work, jpegs)
+        ctx = BenchContext(work, jpegs, "morph.mp4")
         runs: list[Callable[[], None]] = [
             lambda: engine.generate(request, ctx),
             lambda: _bare_encode(work / "bare.mp4", rgb, "rgb24", width, height),

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.common import BenchContext, medians
+
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 25, 5.0
 FRAMES = round(SECONDS * FPS)
 PRESET, CRF = "veryfast", 23
-RUNS = 3
 
 
 def _picture() -> Any:
@@ -47,39 +46,6 @@ def _picture() -> Any:
         cv2.circle(image, centre, int(rng.integers(40, 200)), colour, 6 + i)
     cv2.putText(image, "KINEMA", (420, 600), cv2.FONT_HERSHEY_SIMPLEX, 9, (250, 250, 250), 24)
     return image
-
-
-def _context(work: Path, jpeg: bytes) -> Any:
-    from kinema.engines.base import Context
-    from kinema.specs.base import MediaRef
-
-    class BenchContext(Context):
-        output_path = work / "motion.mp4"
-        work_dir = work
-
-        def progress(self, fraction: float) -> None:
-            pass
-
-        @property
-        def cancelled(self) -> bool:
-            return False
-
-        def fetch(self, ref: MediaRef) -> bytes:
-            return jpeg
-
-    return BenchContext()
-
-
-def _medians(runs: list[Callable[[], None]]) -> list[float]:
-    """Median seconds of each callable over RUNS rounds. Rounds interleave the callables,
-    so a slow spell on a shared machine hits all of them rather than one."""
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(RUNS):
-        for run, samples in zip(runs, times, strict=True):
-            start = time.perf_counter()
-            run()
-            samples.append(time.perf_counter() - start)
-    return [statistics.median(samples) for samples in times]
 
 
 def _bare_encode(path: Path, frames: Callable[[], Any], pix_fmt_in: str) -> None:
@@ -134,7 +100,7 @@ def run() -> list[dict[str, Any]]:
     yuv = [cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in render_frames(fitted, move, FRAMES)]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ctx = _context(work, jpeg)
+        ctx = BenchContext(work, {"image_url": jpeg}, "motion.mp4")
         runs: list[Callable[[], None]] = [
             lambda: engine.generate(request, ctx),
             lambda: engine.generate(styled, ctx),
@@ -143,7 +109,7 @@ def run() -> list[dict[str, Any]]:
         ]
         for warm_up in runs:  # untimed: caches, thread pools, x264's first init
             warm_up()
-        motion, anime, bare, floor = _medians(runs)
+        motion, anime, bare, floor = medians(runs)
     return [
         {
             "benchmark": "motion 5 s 720p",

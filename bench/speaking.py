@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.motion import CRF, FPS, PRESET, RUNS, _context, _medians
+from bench.common import RUNS, BenchContext, medians
+from bench.motion import CRF, FPS, PRESET
 
 SIDE, SECONDS = 720, 5.0
 FRAMES = round(SECONDS * FPS)
@@ -87,11 +88,11 @@ def run() -> list[dict[str, Any]]:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ctx = _context(work, jpeg)
+        ctx = BenchContext(work, {"image_url": jpeg}, "speaking.mp4")
         runs = [lip_sync, lambda: _bare_encode_square(work / "bare.mp4", rgb_frames)]
         for warm_up in runs:  # untimed: model load, caches, x264's first init
             warm_up()
-        engine_seconds, bare = _medians(runs)
+        engine_seconds, bare = medians(runs)
     synthesis, audio = _tts_factor()
     return [
         {

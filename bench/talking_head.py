@@ -16,19 +16,18 @@ of held frames; pasting that region costs well under a millisecond a frame.
 from __future__ import annotations
 
 import io
-import statistics
 import tempfile
-import time
 import wave
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from bench.common import BenchContext, medians
+
 FPS, SECONDS, RATE = 25, 5.0, 48000
 FRAMES = round(SECONDS * FPS)
 PRESET, CRF = "veryfast", 23
-RUNS = 3
 SIZES = (720, 1080)
 
 
@@ -65,39 +64,6 @@ def _wav(samples: Any) -> bytes:
         file.setframerate(RATE)
         file.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
     return buffer.getvalue()
-
-
-def _context(work: Path, inputs: dict[str, bytes]) -> Any:
-    from kinema.engines.base import Context
-    from kinema.specs.base import MediaRef
-
-    class BenchContext(Context):
-        output_path = work / "talking_head.mp4"
-        work_dir = work
-
-        def progress(self, fraction: float) -> None:
-            pass
-
-        @property
-        def cancelled(self) -> bool:
-            return False
-
-        def fetch(self, ref: MediaRef) -> bytes:
-            return inputs[ref.field]
-
-    return BenchContext()
-
-
-def _medians(runs: list[Callable[[], None]]) -> list[float]:
-    """Median seconds of each callable over RUNS rounds. Rounds interleave the callables,
-    so a slow spell on a shared machine hits all of them rather than one."""
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(RUNS):
-        for run, samples in zip(runs, times, strict=True):
-            start = time.perf_counter()
-            run()
-            samples.append(time.perf_counter() - start)
-    return [statistics.median(samples) for samples in times]
 
 
 def _bare_encode(
@@ -143,7 +109,9 @@ def _rows(size: int, image: Any, audio: Any, work: Path) -> list[dict[str, Any]]
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "PNG")
-    ctx = _context(work, {"image_url": buffer.getvalue(), "audio_url": _wav(audio)})
+    ctx = BenchContext(
+        work, {"image_url": buffer.getvalue(), "audio_url": _wav(audio)}, "talking_head.mp4"
+    )
     request = RenderRequest(
         model="veed/fabric-1.0",
         capability=TALKING_HEAD,
@@ -180,7 +148,7 @@ def _rows(size: int, image: Any, audio: Any, work: Path) -> list[dict[str, Any]]
     ]
     for warm_up in runs:  # untimed: caches, thread pools, x264's first init
         warm_up()
-    clip, bare, floor = _medians(runs)
+    clip, bare, floor = medians(runs)
     name = f"talking_head 5 s {size}p"
     return [
         {
