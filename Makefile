@@ -39,6 +39,7 @@ test: $(VENV)/.dev-installed
 
 check: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src/kinema
 
 # The HTTP benchmarks drive load with wrk (a Debian package) when it can be installed.

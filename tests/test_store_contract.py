@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from kinema.errors import StoreUnavailable
+from kinema.jobs.model import Completed, Failed, Status, VideoOutput
 from kinema.store import (
     COMPLETED,
     ERROR,
@@ -20,9 +22,9 @@ from kinema.store import (
     QUEUED,
     CreditsExhausted,
     NewJob,
-    SqlStore,
     open_store,
 )
+from kinema.store.sql import SqlStore
 
 PG_URL = os.environ.get(
     "KINEMA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -48,6 +50,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+def video(name: str = "x") -> VideoOutput:
+    return VideoOutput(name, "video/mp4", f"{name}.mp4", 1000, 5.0, 1280, 720, False)
+
+
+def done(credits: int, name: str = "x") -> Completed:
+    return Completed(video(name), credits)
 
 
 def job(key_id: str, price: int = 100, capability: str = I2V, attempts: int = 3) -> NewJob:
@@ -134,12 +144,13 @@ def test_only_the_owner_finishes_and_credits_are_charged_once(store: SqlStore) -
     assert store.heartbeat(made.id, "w1", 30, 42)
     assert store.get_job(made.id).progress == 42  # type: ignore[union-attr]
     assert not store.heartbeat(made.id, "intruder", 30, 99)
-    assert not store.complete(made.id, "intruder", {"key": "x"}, 250)
-    assert store.complete(made.id, "w1", {"key": "x"}, 250)
-    assert not store.complete(made.id, "w1", {"key": "x"}, 250)
-    done = store.get_job(made.id)
-    assert done is not None and done.status == COMPLETED and done.credits_used == 250
-    assert done.output == {"key": "x"} and done.progress == 100
+    assert not store.finish(made.id, "intruder", done(250))
+    assert store.finish(made.id, "w1", done(250))
+    assert not store.finish(made.id, "w1", done(250))
+    finished = store.get_job(made.id)
+    assert finished is not None and finished.status == COMPLETED and finished.credits_used == 250
+    assert finished.output == video().as_dict() and finished.progress == 100
+    assert finished.status.is_terminal
     assert store.list_keys()[0].credits == 750
 
 
@@ -148,7 +159,7 @@ def test_fail_and_release(store: SqlStore) -> None:
     a = store.create_job(job(key.id))
     b = store.create_job(job(key.id))
     store.claim("w", [I2V], 30)
-    assert store.fail(a.id, "w", "InvalidInput", "image_url: bad")
+    assert store.finish(a.id, "w", Failed("InvalidInput", "image_url: bad"))
     failed = store.get_job(a.id)
     assert failed is not None and failed.status == ERROR and failed.error_name == "InvalidInput"
     assert failed.credits_used == 0 and store.list_keys()[0].credits == 1000
@@ -200,9 +211,9 @@ def test_worker_presence_and_aggregates(store: SqlStore) -> None:
     b = store.create_job(job(key.id))
     store.create_job(job(key.id))
     store.claim("w", [I2V], 30)
-    store.complete(a.id, "w", {"key": "x"}, 1)
+    store.finish(a.id, "w", done(1))
     store.claim("w", [I2V], 30)
-    store.fail(b.id, "w", "InvalidInput", "bad")
+    store.finish(b.id, "w", Failed("InvalidInput", "bad"))
     counts = {(m, s): n for m, s, n in store.job_counts()}
     assert counts == {("video-01", COMPLETED): 1, ("video-01", ERROR): 1, ("video-01", QUEUED): 1}
     assert store.failure_counts() == [("InvalidInput", 1)]
@@ -228,3 +239,62 @@ def test_wait_for_work(store: SqlStore) -> None:
     waiter.join(5)
     assert result == [True]
     assert time.monotonic() - started < 1.0
+
+
+def test_events_log_status_changes_and_coarse_progress(store: SqlStore) -> None:
+    key, _ = store.create_key("k", None)
+    made = store.create_job(job(key.id))
+    store.claim("w", [I2V], 30)
+    for progress in (1, 3, 7, 9, 12, 12, 55):
+        assert store.heartbeat(made.id, "w", 30, progress)
+    assert store.finish(made.id, "w", done(1))
+    events = store.events(made.id)
+    assert [(e.kind, e.status, e.progress) for e in events] == [
+        ("status", Status.QUEUED, 0),
+        ("status", Status.GENERATING, 0),
+        ("progress", Status.GENERATING, 7),
+        ("progress", Status.GENERATING, 12),
+        ("progress", Status.GENERATING, 55),
+        ("status", Status.COMPLETED, 100),
+    ]
+    ids = [e.id for e in events]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert store.events(made.id, after=ids[2]) == events[3:]
+    other = store.create_job(job(key.id))
+    assert [e.job_id for e in store.events(other.id)] == [other.id]
+
+
+def test_events_of_recovery_release_and_failure(store: SqlStore) -> None:
+    key, _ = store.create_key("k", None)
+    a = store.create_job(job(key.id, attempts=1))
+    store.claim("w", [I2V], 0.01)
+    time.sleep(0.05)
+    assert store.recover_expired().failed == [a.id]
+    assert [e.status for e in store.events(a.id)][-1] == Status.ERROR
+    b = store.create_job(job(key.id))
+    store.claim("w", [I2V], 30)
+    assert store.release(b.id, "w")
+    assert [e.status for e in store.events(b.id)] == [
+        Status.QUEUED, Status.GENERATING, Status.QUEUED,
+    ]  # fmt: skip
+
+
+def test_events_are_pruned_with_their_job(store: SqlStore) -> None:
+    key, _ = store.create_key("k", None)
+    made = store.create_job(job(key.id))
+    assert store.events(made.id)
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM jobs WHERE id = :id"), {"id": made.id})
+    assert store.events(made.id) == []
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://postgres@127.0.0.1:1/test", "sqlite:////nonexistent/dir/k.db"]
+)
+def test_an_unreachable_database_is_store_unavailable(url: str) -> None:
+    unreachable = open_store(url, run_migrations=False, wakeup=False)
+    with pytest.raises(StoreUnavailable):
+        unreachable.list_keys()
+    with pytest.raises(StoreUnavailable):
+        unreachable.get_status("x", "k")
+    unreachable.close()

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from kinema.errors import ConfigError
 from kinema.settings import Settings
 
 
@@ -42,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from kinema.api import create_app
-    from kinema.supervisor import WorkerPool
+    from kinema.worker.supervisor import WorkerPool
 
     settings = _settings(args)
     app = create_app(settings)  # runs migrations before any worker starts
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _logging(args.log_level.upper())
     try:
         return int(args.func(args))
-    except ValidationError as exc:
+    except (ValidationError, ConfigError) as exc:
         print(f"kinema: invalid settings: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -164,9 +164,17 @@ def _resume_hint(generation_id: str, output: str | None) -> str:
 
 
 def _wait_and_download(
-    client: Client, generation_id: str, output: str | None, timeout: float | None
+    client: Client,
+    generation_id: str,
+    output: str | None,
+    timeout: float | None,
+    seen: GenerationBase | None = None,
 ) -> int:
     progress = Progress(sys.stderr)
+    if seen is not None:
+        # What the submit (or last read) said comes first, so the report starts where the
+        # job did, however fast a worker then picks it up.
+        progress(seen)
     try:
         done = client.videos.wait(generation_id, timeout=timeout, on_progress=progress)
     except KeyboardInterrupt:
@@ -227,7 +235,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 0
-        return _wait_and_download(client, created.id, args.output, args.timeout)
+        return _wait_and_download(client, created.id, args.output, args.timeout, created)
 
 
 @guarded

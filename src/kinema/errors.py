@@ -1,6 +1,10 @@
 """The one error tree of Kinema.
 
     KinemaError                      anything Kinema raises on purpose
+    ├── ConfigError                  settings that cannot work (unknown engine/option...)
+    ├── StoreError                   the job store failed; raised only by `kinema.store`
+    │   ├── StoreUnavailable         unreachable or dropped connection (503, retried)
+    │   └── CreditsExhausted         a key's balance cannot cover a new job
     ├── ApiError                     refused request; `kinema.api.errors` maps each to HTTP
     │   ├── ValidationFailed         400 "Body validation error!" + details
     │   ├── CapabilityMissing        400 the deployment has no engine for this request
@@ -17,7 +21,8 @@
         ├── Cancelled                the worker lost its lease or was told to stop
         └── WorkerLost               the job's workers died `max_attempts` times
 
-`ApiError`s become HTTP error envelopes in exactly one place (`kinema.api.errors`).
+`ApiError`s (and `StoreUnavailable`, as a 503) become HTTP error envelopes in exactly one
+place per wire dialect (`kinema.dialects.<dialect>`).
 `JobFailure`s never become HTTP errors: the worker stores `name` and `message` on the
 job, and polls return them with `status: "error"`. An `InputError` found at submit time
 (e.g. a malformed data: URI) is re-raised as `ValidationFailed` naming the field.
@@ -35,6 +40,30 @@ class KinemaError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ConfigError(KinemaError):
+    """Settings that cannot work; reported at start-up, before anything runs."""
+
+
+class StoreError(KinemaError):
+    """The job store failed. Only `kinema.store` raises these; callers never see the
+    database library's own exceptions."""
+
+
+class StoreUnavailable(StoreError):
+    """The store is unreachable or dropped the connection: retry later; nothing is lost."""
+
+    def __init__(self, message: str = "the job store is unreachable") -> None:
+        super().__init__(message)
+
+
+class CreditsExhausted(StoreError):
+    """A new job's price exceeds what the key has left after its pending jobs."""
+
+    def __init__(self, available: int) -> None:
+        super().__init__(f"{available} credits available")
+        self.available = available
 
 
 # --------------------------------------------------------------------------- API errors
@@ -67,12 +96,22 @@ class ValidationFailed(ApiError):
 
 
 class CapabilityMissing(ApiError):
-    def __init__(self, capability: str, model: str) -> None:
-        super().__init__(
-            f"This Kinema deployment has no engine for '{capability}', which model "
-            f"'{model}' needs for this request. Enabled engines cannot serve it; "
-            "see the README's model table for what each engine covers."
-        )
+    def __init__(
+        self, capability: str, model: str, disabled: list[tuple[str, str]] | None = None
+    ) -> None:
+        if disabled:
+            why = "; ".join(f"engine '{name}' is disabled: {reason}" for name, reason in disabled)
+            message = (
+                f"This Kinema deployment cannot serve '{capability}', which model '{model}' "
+                f"needs for this request: {why}."
+            )
+        else:
+            message = (
+                f"This Kinema deployment has no engine for '{capability}', which model "
+                f"'{model}' needs for this request. Enabled engines cannot serve it; "
+                "see the README's model table for what each engine covers."
+            )
+        super().__init__(message)
         self.capability = capability
 
 
@@ -140,9 +179,9 @@ class Cancelled(JobFailure):
 
 
 class WorkerLost(JobFailure):
-    def __init__(self, attempts: int) -> None:
+    def __init__(self) -> None:
         super().__init__(
-            f"The worker running this job stopped responding {attempts} times; "
-            "giving up so it does not run forever.",
+            "The worker running this job stopped responding (crashed or was killed) on "
+            "every allowed attempt; the job will not be retried again.",
             "WorkerLost",
         )

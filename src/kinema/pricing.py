@@ -29,19 +29,3 @@ def estimate(spec: ModelSpec, overrides: Mapping[str, int]) -> int:
 def charge(spec: ModelSpec, overrides: Mapping[str, int], seconds: float) -> int:
     """Credits charged for a completed video of `seconds`."""
     return round(per_second(spec, overrides) * seconds)
-
-
-def price_table(
-    specs: list[type[ModelSpec]], overrides: Mapping[str, int]
-) -> list[dict[str, object]]:
-    """Rows for the README / `GET /v2/models`: model, resolution, credits and USD per second."""
-    rows: list[dict[str, object]] = []
-    for cls in specs:
-        for resolution, credits in cls.PRICES.items():
-            model = cls.MODEL_IDS[0]
-            value = overrides.get(f"{model}@{resolution}", overrides.get(model, credits))
-            rows.append(
-                {"model": model, "resolution": resolution or "-", "credits_per_second": value,
-                 "usd_per_second": value / CREDITS_PER_USD}
-            )  # fmt: skip
-    return rows

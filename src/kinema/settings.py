@@ -2,7 +2,10 @@
 
 Built once at the entry point (`kinema serve`, `kinema worker`, tests) and passed down;
 nothing in the package reads `os.environ` at import time. Every field can be set with a
-`KINEMA_<FIELD>` environment variable (e.g. `KINEMA_DATA_DIR`, `KINEMA_WORKERS`).
+`KINEMA_<FIELD>` environment variable (e.g. `KINEMA_DATA_DIR`, `KINEMA_WORKERS`), or in a
+TOML file named by `KINEMA_CONFIG` (top-level keys are the field names, e.g.
+`workers = 2` or an `[engine_options.motion]` table). The environment overrides the file;
+tables such as `engine_options` are merged key by key.
 """
 
 from __future__ import annotations
@@ -13,11 +16,36 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KINEMA_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Read when the entry point builds Settings, never at import time.
+        config = os.environ.get("KINEMA_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config:
+            path = Path(config)
+            if not path.is_file():
+                raise ValueError(f"KINEMA_CONFIG names {config}, which is not a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
 
     # -- where things live -------------------------------------------------------------
     data_dir: Path = Field(
@@ -91,6 +119,13 @@ class Settings(BaseSettings):
     engines: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["motion", "talking_head", "speaking", "morph"],
         description="Engines this deployment runs (comma-separated in the environment).",
+    )
+    engine_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-engine options, e.g. "
+        '{"motion": {"fps": 30}, "wan": {"model_dir": "/models/wan"}} (JSON in the '
+        "environment, `[engine_options.NAME]` tables in the KINEMA_CONFIG file). Secrets "
+        'are given as "<option>_env": "VARIABLE" so they never sit in the file.',
     )
     lease_seconds: float = Field(
         default=30.0, description="A claimed job's lease; the worker heartbeat extends it."

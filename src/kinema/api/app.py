@@ -1,4 +1,7 @@
-"""Application factory: wires settings -> store, storage, auth, submission -> routes."""
+"""Application factory: settings -> store, storage, engines, auth, submission -> dialects.
+
+`create_app(settings, store=..., storage=..., engines=...)` builds the whole API; tests
+pass their own parts and drive it in-process (`kinema.testing`)."""
 
 from __future__ import annotations
 
@@ -8,16 +11,20 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from kinema import __version__, engines
-from kinema.api import errors, files, generations, openapi, operations
+from kinema import __version__
+from kinema.api import files, openapi, operations
 from kinema.api.auth import Authenticator
+from kinema.api.errors import ErrorRenderer, install
 from kinema.api.middleware import BodyLimit, RequestIds
 from kinema.api.polling import Poller, PollFastPath
+from kinema.dialects import Dialect
+from kinema.dialects.aimlapi import AimlApiDialect
+from kinema.engines import EngineSet
+from kinema.jobs.submission import Submitter
 from kinema.settings import Settings
-from kinema.specs import ROUTES
-from kinema.storage import LocalStorage, open_storage
-from kinema.store import JobStore, SqlStore
-from kinema.submission import Submitter
+from kinema.specs import SPECS
+from kinema.storage import BlobStorage, LocalStorage, open_storage
+from kinema.store import JobStore, open_store
 
 log = logging.getLogger("kinema.api")
 
@@ -36,54 +43,63 @@ class KinemaApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.poll_fast_path
-        if fast is not None and fast.matches(scope):
-            await fast(scope, send)
-            return
+        if fast is not None:
+            poll = fast.match(scope)
+            if poll is not None:
+                await fast(scope, send, *poll)
+                return
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings, store: JobStore | None = None) -> FastAPI:
-    store = store or SqlStore(settings.resolved_database_url)
-    if settings.api_key and isinstance(store, SqlStore):
+def create_app(
+    settings: Settings,
+    store: JobStore | None = None,
+    storage: BlobStorage | None = None,
+    engines: EngineSet | None = None,
+) -> KinemaApp:
+    store = store or open_store(settings.resolved_database_url)
+    if settings.api_key:
         store.ensure_key(settings.api_key, "KINEMA_API_KEY")
-    storage = open_storage(settings)
+    storage = storage or open_storage(settings)
+    engines = engines or EngineSet.configure(settings.engines, settings.engine_options)
     auth = Authenticator(store, settings.auth_cache_seconds)
-    submitter = Submitter(settings, store)
+    submitter = Submitter(settings, store, engines)
+    # The first dialect that owns a path answers it; the last is the default envelope.
+    dialects: list[Dialect] = [AimlApiDialect(auth, submitter)]
+    render = ErrorRenderer(dialects)
 
     app = KinemaApp(title="Kinema", version=__version__, description=DESCRIPTION)
     app.state.settings = settings
     app.state.store = store
-    errors.install(app)
-    app.include_router(generations.router(auth, submitter))
+    app.state.engines = engines
+    install(app, render)
+    for dialect in dialects:
+        app.include_router(dialect.router())
     app.include_router(operations.router(store))
     if isinstance(storage, LocalStorage):
         app.include_router(files.router(storage))
 
     @app.get("/v2/models", tags=["Models"], summary="Models, their fields and availability")
     def models() -> dict[str, Any]:
-        available = engines.capabilities(settings.engines)
         return {
             "data": [
                 {
                     "id": cls.MODEL_IDS[0],
                     "aliases": list(cls.MODEL_IDS[1:]),
-                    "route": generations.PATHS[route],
+                    "route": cls.ROUTE.path,
                     "schema": cls.model_json_schema(),
                     "prices": cls.PRICES,
                 }
-                for route, classes in ROUTES.items()
-                for cls in classes
+                for cls in SPECS
             ],
-            "capabilities": available,
+            "capabilities": engines.routes(),
+            "disabled_engines": engines.disabled,
         }
 
-    openapi.install(app)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    openapi.install(app, dialects)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, render=render)
     app.add_middleware(RequestIds)  # outermost: every response gets the ids
     app.poll_fast_path = PollFastPath(
-        Poller(settings, store, storage, auth),
-        paths=set(generations.PATHS.values()),
-        public_url=settings.public_url,
-        inline=bool(getattr(store, "fast_reads", False)),
+        Poller(store, auth), dialects, render, storage, settings, inline=store.reads_are_local
     )
     return app

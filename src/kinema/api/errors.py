@@ -1,11 +1,10 @@
-"""The one place where errors become HTTP responses: the AI/ML API error envelope
-`{"message", "path", "requestId", "statusCode", "timestamp"}` (+ `details` for 400s)."""
+"""Errors to HTTP: every refusal and failure reaches the client through the wire dialect
+that owns the request's path (`Dialect.render_error`, the one mapping per dialect); this
+module only installs the handlers and picks the dialect."""
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,96 +12,52 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from kinema.errors import (
-    ApiError,
-    CapabilityMissing,
-    FieldProblem,
-    NotFound,
-    OutOfCredits,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    TooManyRequests,
-    Unauthorized,
-    ValidationFailed,
-)
+from kinema.dialects import Dialect, Rendered
+from kinema.errors import FieldProblem, KinemaError, NotFound, ValidationFailed
 
 log = logging.getLogger("kinema.api")
-
-STATUS: dict[type[ApiError], int] = {
-    ValidationFailed: 400,
-    CapabilityMissing: 400,
-    Unauthorized: 401,
-    OutOfCredits: 403,
-    NotFound: 404,
-    PayloadTooLarge: 413,
-    TooManyRequests: 429,
-    ServiceUnavailable: 503,
-}
 INTERNAL_MESSAGE = "Internal server error"
 
 
-def status_of(error: ApiError) -> int:
-    for cls in type(error).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
+class ErrorRenderer:
+    """Picks the dialect for a path (the first that owns it; the last is the default)."""
 
+    def __init__(self, dialects: list[Dialect]) -> None:
+        self.dialects = dialects
 
-def envelope(
-    status: int,
-    message: str,
-    path: str,
-    request_id: str,
-    details: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "message": message,
-        "path": path,
-        "requestId": request_id,
-        "statusCode": status,
-        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
-    if details is not None:
-        body["details"] = details
-    return body
+    def dialect_for(self, path: str) -> Dialect:
+        for dialect in self.dialects:
+            if dialect.owns(path):
+                return dialect
+        return self.dialects[-1]
+
+    def __call__(self, error: KinemaError, path: str, request_id: str) -> Rendered:
+        return self.dialect_for(path).render_error(error, path, request_id)
+
+    def unexpected(self, exc: BaseException, method: str, path: str, request_id: str) -> Rendered:
+        """An exception nobody raised on purpose: logged with its traceback for the
+        operator; the client gets the dialect's bare 500, never internals."""
+        if isinstance(exc, KinemaError):
+            return self(exc, path, request_id)
+        log.error("unhandled error on %s %s", method, path, exc_info=exc)
+        return self.dialect_for(path).render_status(500, INTERNAL_MESSAGE, path, request_id)
 
 
 def request_id(request: Request) -> str:
     return str(getattr(request.state, "inference_id", "") or "")
 
 
-def render(error: ApiError, path: str, rid: str) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Status, body and headers for an ApiError (used by the handlers below and by the
-    poll fast path, which answers outside FastAPI)."""
-    status = status_of(error)
-    details = None
-    if isinstance(error, ValidationFailed):
-        details = [p.as_dict() for p in error.problems]
-    headers = {"Retry-After": "5"} if status in (429, 503) else {}
-    return status, envelope(status, error.message, path, rid, details), headers
-
-
-def render_unexpected(
-    exc: Exception, method: str, path: str, rid: str
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """An exception nobody raised on purpose: logged with its traceback for the operator;
-    the client gets a 503 for a store outage, else a bare 500, never internals."""
-    log.error("unhandled error on %s %s", method, path, exc_info=exc)
-    if _is_database_outage(exc):
-        outage = ServiceUnavailable("Service unavailable: the job store is unreachable.")
-        return render(outage, path, rid)
-    return 500, envelope(500, INTERNAL_MESSAGE, path, rid), {}
-
-
-def error_response(request: Request, error: ApiError) -> JSONResponse:
-    status, body, headers = render(error, request.url.path, request_id(request))
+def _respond(rendered: Rendered) -> JSONResponse:
+    status, body, headers = rendered
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(request, exc)
+def install(app: FastAPI, render: ErrorRenderer) -> None:
+    @app.exception_handler(KinemaError)
+    async def _kinema_error(request: Request, exc: KinemaError) -> JSONResponse:
+        return _respond(
+            render.unexpected(exc, request.method, request.url.path, request_id(request))
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _query_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -113,18 +68,18 @@ def install(app: FastAPI) -> None:
             )
             for err in exc.errors()
         ]
-        return error_response(request, ValidationFailed(problems))
+        return _respond(render(ValidationFailed(problems), request.url.path, request_id(request)))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = exc.detail if isinstance(exc.detail, str) else "Error"
+        path, rid = request.url.path, request_id(request)
         if exc.status_code == 404:
-            message = f"Cannot {request.method} {request.url.path}"
-        return JSONResponse(
-            envelope(exc.status_code, message, request.url.path, request_id(request)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            return _respond(render(NotFound(f"Cannot {request.method} {path}"), path, rid))
+        message = exc.detail if isinstance(exc.detail, str) else "Error"
+        status, body, _ = render.dialect_for(path).render_status(
+            exc.status_code, message, path, rid
         )
+        return JSONResponse(body, status_code=status, headers=exc.headers)
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -133,15 +88,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        status, body, headers = render_unexpected(
-            exc, request.method, request.url.path, request_id(request)
+        return _respond(
+            render.unexpected(exc, request.method, request.url.path, request_id(request))
         )
-        return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _is_database_outage(exc: Exception) -> bool:
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    return isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kinema.api.errors import envelope, status_of
-from kinema.errors import PayloadTooLarge
+from kinema.dialects.base import Rendered
+from kinema.errors import KinemaError, PayloadTooLarge
 
 CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -58,7 +59,10 @@ class BodyLimit:
     """413 before reading a body whose Content-Length is too large; for chunked bodies the
     count is enforced while the endpoint reads (PayloadTooLarge -> 413 via the handler)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, render: Callable[[KinemaError, str, str], Rendered]
+    ) -> None:
+        self.render = render
         self.app = app
         self.limit = limit
 
@@ -88,8 +92,8 @@ class BodyLimit:
     async def _refuse(self, scope: Scope, send: Send) -> None:
         error = PayloadTooLarge(self.limit)
         request_id = str(scope.get("state", {}).get("inference_id", ""))
-        status = status_of(error)
-        body = json.dumps(envelope(status, error.message, scope["path"], request_id)).encode()
+        status, content, _ = self.render(error, scope["path"], request_id)
+        body = json.dumps(content).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -1,11 +1,12 @@
-"""`GET …?generation_id=` polls: the hot path, served in front of FastAPI.
+"""Polls of every wire dialect (`GET …?generation_id=` for the AI/ML API): the hot path,
+served in front of FastAPI.
 
 Clients poll in loops, so a poll is answered by this small ASGI app before the request
 reaches FastAPI's routing, dependency and middleware stack (which costs several times the
-work itself). It keeps the same contract as every other route: AI/ML API error envelopes
-via `kinema.api.errors.render`, `x-inference-id`, the echoed `X-Client-Request-Id`. Reads
-run inline on the event loop when the store says they are local (SQLite), otherwise in
-the thread pool.
+work itself). It keeps the same contract as every other route: the dialect's own error
+envelope (`kinema.api.errors.ErrorRenderer`), `x-inference-id`, the echoed
+`X-Client-Request-Id`. Reads run inline on the event loop when the store says they are
+local (SQLite), otherwise in the thread pool.
 """
 
 from __future__ import annotations
@@ -16,63 +17,20 @@ import threading
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-from urllib.parse import unquote_plus
 
 from starlette.types import Scope, Send
 
 from kinema.api.auth import Authenticator
-from kinema.api.errors import render, render_unexpected
+from kinema.api.errors import ErrorRenderer
 from kinema.api.middleware import client_request_id
-from kinema.errors import ApiError, FieldProblem, NotFound, ValidationFailed
+from kinema.dialects import Dialect, Rendered
+from kinema.errors import FieldProblem, KinemaError, NotFound, ValidationFailed
 from kinema.settings import Settings
 from kinema.storage import BlobStorage
-from kinema.store import COMPLETED, ERROR, PENDING, JobStatus, JobStore
+from kinema.store import JobQueue, JobStatus
 
-Result = tuple[int, dict[str, Any], dict[str, str]]
 POLL_THREADS = 8
 ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def generation_id_of(query_string: bytes) -> str:
-    """`generation_id` from a query string (the first one, percent-decoded)."""
-    for part in query_string.split(b"&"):
-        name, _, value = part.partition(b"=")
-        if name == b"generation_id":
-            return unquote_plus(value.decode("latin-1"))
-    return ""
-
-
-def job_view(
-    job: JobStatus, storage: BlobStorage, base_url: str, ttl: int, position: int
-) -> dict[str, Any]:
-    """The poll response body for `job`; its video URL is signed when polled (never stored)."""
-    credits = job.credits_used if job.credits_used is not None else job.price
-    body: dict[str, Any] = {
-        "id": job.id,
-        "status": job.status,
-        "model": job.model,
-        "video": None,
-        "error": None,
-        "meta": {"usage": {"credits_used": credits}},
-    }
-    if job.status == COMPLETED and job.output:
-        out = job.output
-        body["video"] = {
-            "url": storage.url(out["key"], ttl, base_url),
-            "content_type": out["content_type"],
-            "file_name": out["file_name"],
-            "file_size": out["file_size"],
-            "duration": out["duration"],
-            "width": out["width"],
-            "height": out["height"],
-        }
-    elif job.status == ERROR:
-        body["error"] = {"name": job.error_name or "Error", "message": job.error_message or ""}
-    if job.status in PENDING:
-        body["progress"] = job.progress
-        body["queue_position"] = position
-    return body
 
 
 class FinishedJobs:
@@ -97,18 +55,14 @@ class FinishedJobs:
 
 
 class Poller:
-    """The poll itself, HTTP-framework-free: id + Authorization -> status, body, headers."""
+    """The poll itself, HTTP-framework-free: id + Authorization -> the job's status."""
 
-    def __init__(
-        self, settings: Settings, store: JobStore, storage: BlobStorage, auth: Authenticator
-    ) -> None:
-        self.settings = settings
+    def __init__(self, store: JobQueue, auth: Authenticator) -> None:
         self.store = store
-        self.storage = storage
         self.auth = auth
         self.finished = FinishedJobs()
 
-    def __call__(self, generation_id: str, authorization: str, base_url: str) -> Result:
+    def __call__(self, generation_id: str, authorization: str) -> JobStatus:
         if not generation_id or len(generation_id) > 200:
             problem = FieldProblem(
                 "generation_id", "Required: the id the submit call returned",
@@ -122,32 +76,43 @@ class Poller:
             if job is None:
                 # Another key's generation is indistinguishable from a missing one.
                 raise NotFound(f"Generation '{generation_id}' was not found.")
-            if job.status in (COMPLETED, ERROR):
+            if job.status.is_terminal:
                 self.finished.add(key.id, job)
-        ttl = self.settings.url_ttl_seconds
-        body = job_view(job, self.storage, base_url, ttl, job.queue_position)
-        credits = str(body["meta"]["usage"]["credits_used"])
-        return 200, body, {"x-aimlapi-credits-used": credits}
+        return job
 
 
 class PollFastPath:
-    """Answers polls at the very front of the ASGI app (see `KinemaApp`)."""
+    """Answers every dialect's polls at the very front of the ASGI app (see `KinemaApp`)."""
 
     def __init__(
-        self, poller: Poller, paths: set[str], public_url: str | None, inline: bool
+        self,
+        poller: Poller,
+        dialects: list[Dialect],
+        render: ErrorRenderer,
+        storage: BlobStorage,
+        settings: Settings,
+        inline: bool,
     ) -> None:
         self.poller = poller
-        self.paths = paths
-        self.public_url = public_url
+        self.dialects = dialects
+        self.render = render
+        self.storage = storage
+        self.public_url = settings.public_url
+        self.ttl = settings.url_ttl_seconds
         self.inline = inline
         # Remote stores (PostgreSQL): a few threads, each keeping one read connection, so
         # an API process holds a bounded number of database connections for polls.
         self._executor = None if inline else ThreadPoolExecutor(POLL_THREADS, "kinema-poll")
 
-    def matches(self, scope: Scope) -> bool:
-        return bool(
-            scope["type"] == "http" and scope["method"] == "GET" and scope["path"] in self.paths
-        )
+    def match(self, scope: Scope) -> tuple[Dialect, str] | None:
+        """(dialect, generation id) when the request is a poll of one of the dialects."""
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return None
+        for dialect in self.dialects:
+            generation_id = dialect.poll_id(scope["path"], scope["query_string"])
+            if generation_id is not None:
+                return dialect, generation_id
+        return None
 
     def _base_url(self, scope: Scope, host: bytes | None) -> str:
         if self.public_url:
@@ -158,25 +123,34 @@ class PollFastPath:
         scheme, root = scope.get("scheme", "http"), scope.get("root_path", "")
         return f"{scheme}://{host.decode('latin-1')}{root}/"
 
-    async def __call__(self, scope: Scope, send: Send) -> None:
+    def _answer(
+        self, dialect: Dialect, generation_id: str, authorization: str, base_url: str
+    ) -> Rendered:
+        job = self.poller(generation_id, authorization)
+        return dialect.render_poll(job, self.storage, base_url, self.ttl)
+
+    async def __call__(
+        self, scope: Scope, send: Send, dialect: Dialect, generation_id: str
+    ) -> None:
         headers = dict(scope["headers"])
-        generation_id = generation_id_of(scope["query_string"])
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         base_url = self._base_url(scope, headers.get(b"host"))
+        args = (dialect, generation_id, authorization, base_url)
         try:
             if self.inline:
-                status, body, extra = self.poller(generation_id, authorization, base_url)
+                status, body, extra = self._answer(*args)
             else:
-                status, body, extra = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self.poller, generation_id, authorization, base_url
+                loop = asyncio.get_running_loop()
+                status, body, extra = await loop.run_in_executor(
+                    self._executor, self._answer, *args
                 )
             inference_id = generation_id
-        except ApiError as exc:
+        except KinemaError as exc:
             inference_id = str(uuid.uuid4())
-            status, body, extra = render(exc, scope["path"], inference_id)
+            status, body, extra = self.render(exc, scope["path"], inference_id)
         except Exception as exc:
             inference_id = str(uuid.uuid4())
-            status, body, extra = render_unexpected(exc, "GET", scope["path"], inference_id)
+            status, body, extra = self.render.unexpected(exc, "GET", scope["path"], inference_id)
         payload = ENCODE(body).encode()
         response_headers = [
             (b"content-type", b"application/json"),

@@ -18,18 +18,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from kinema.engines.base import Context, Engine
-from kinema.engines.motion import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_PIXELS,
-    DEFAULT_SECONDS,
-    FPS,
-    PREFETCH_FRAMES,
-    SAMPLE_RATE,
-    prefetch,
-)
 from kinema.errors import EngineError
 from kinema.media.people import check_person_generation
-from kinema.specs.base import FIRST_LAST_FRAME, MediaRef, RenderRequest
+from kinema.media.pipeline import FPS, PREFETCH_FRAMES, SAMPLE_RATE, frame_count
+from kinema.specs.base import FIRST_LAST_FRAME, RenderRequest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -221,6 +213,7 @@ def render_frames(
 class MorphEngine(Engine):
     name: ClassVar[str] = "morph"
     capabilities: ClassVar[frozenset[str]] = frozenset({FIRST_LAST_FRAME})
+    requires = ("av", "cv2", "numpy", "PIL")
 
     def load(self) -> None:
         # Import the media stack once per worker, not on the first job's clock.
@@ -229,38 +222,23 @@ class MorphEngine(Engine):
         import numpy  # noqa: F401
         from PIL import Image  # noqa: F401
 
-    def _decode(self, ref: MediaRef, request: RenderRequest, ctx: Context) -> Frame:
-        from kinema.media.images import decode_image
-
-        return decode_image(
-            ctx.fetch(ref),
-            ref.field,
-            request.image_rules,
-            getattr(ctx, "max_image_pixels", DEFAULT_MAX_PIXELS),
-            getattr(ctx, "max_input_bytes", DEFAULT_MAX_BYTES),
-        )
-
     def generate(self, request: RenderRequest, ctx: Context) -> None:
         from kinema.media.ambience import room_tone
-        from kinema.media.encode import write_mp4
-        from kinema.media.images import fit_image, output_size
+        from kinema.media.images import fit_image
+        from kinema.media.pipeline import decode_input, encode, fitted_input
 
         if request.image is None or request.last_image is None:
             raise EngineError("The morph engine needs both a first and a last image.")
-        rgb = self._decode(request.image, request, ctx)
         # The first image sets the shape of the video; the last one is fitted to it.
-        width, height = output_size(
-            request.short_side, request.aspect, request.aspect_choices, rgb.shape[1], rgb.shape[0]
-        )
-        first = fit_image(rgb, width, height)
-        del rgb
+        first = fitted_input(ctx, request.image, request)
+        height, width = first.shape[:2]
         ctx.check_cancelled()
-        last = fit_image(self._decode(request.last_image, request, ctx), width, height)
+        last = fit_image(decode_input(ctx, request.last_image, request), width, height)
         check_person_generation(
             request, [(request.image.field, first), (request.last_image.field, last)]
         )
         ctx.check_cancelled()
-        count = max(1, round((request.duration or DEFAULT_SECONDS) * FPS))
+        count = frame_count(request.duration)
         flows = estimate_flows(first, last) if count > 2 else None
         ctx.check_cancelled()
         audio = None
@@ -269,16 +247,4 @@ class MorphEngine(Engine):
             # picture, not sound generated from it; the same request gives the same track.
             seed = ROOM_TONE_SEED if request.seed is None else request.seed
             audio = room_tone(count * SAMPLE_RATE // FPS, SAMPLE_RATE, seed)
-
-        def on_frame(written: int) -> None:
-            ctx.check_cancelled()
-            ctx.progress(written / count)
-
-        frames = prefetch(render_frames(first, last, flows, count), PREFETCH_FRAMES)
-        try:
-            write_mp4(
-                ctx.output_path, frames, fps=FPS, width=width, height=height,
-                audio=audio, sample_rate=SAMPLE_RATE, on_frame=on_frame,
-            )  # fmt: skip
-        finally:
-            frames.close()  # stops the drawing thread when the encode ends early
+        encode(ctx, render_frames(first, last, flows, count), count, width, height, audio)

@@ -19,38 +19,39 @@ that claims to come from the scene.
 from __future__ import annotations
 
 import hashlib
-import math
-import queue
 import random
 import re
-import threading
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
-from kinema.engines.base import Context, Engine
+from pydantic import Field
+
+from kinema.engines.base import Context, Engine, EngineOptions
 from kinema.errors import EngineError
+from kinema.media.camera import (
+    GENTLE_MOVES,
+    MOVES,
+    PAN_LEFT,
+    PAN_RIGHT,
+    ROLL,
+    STATIC,
+    TILT_DOWN,
+    TILT_UP,
+    ZOOM_IN,
+    ZOOM_OUT,
+    Move,
+    affine,
+    camera,
+    render_frames,
+)
 from kinema.media.people import check_person_generation
+from kinema.media.pipeline import FPS, SAMPLE_RATE
 from kinema.specs.base import IMAGE_TO_VIDEO, RenderRequest
 
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
-
-    Frame = npt.NDArray[np.uint8]
-
-FPS = 25
-DEFAULT_SECONDS = 5.0
-SAMPLE_RATE = 48000
-DEFAULT_MAX_PIXELS = 50_000_000
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-PREFETCH_FRAMES = 4  # warped frames waiting for the encoder (4 x 2.7 MB at 720p)
-
-ZOOM_IN, ZOOM_OUT, STATIC, ROLL = "zoom_in", "zoom_out", "static", "roll"
-PAN_LEFT, PAN_RIGHT, TILT_UP, TILT_DOWN = "pan_left", "pan_right", "tilt_up", "tilt_down"
-MOVES = (ZOOM_IN, ZOOM_OUT, PAN_LEFT, PAN_RIGHT, TILT_UP, TILT_DOWN, ROLL)
-# Drawn when the prompt names no move: the ones that never show synthesised margins.
-GENTLE_MOVES = (ZOOM_IN, PAN_LEFT, PAN_RIGHT, TILT_UP, TILT_DOWN, ROLL)
+__all__ = [
+    "GENTLE_MOVES", "MOVES", "PAN_LEFT", "PAN_RIGHT", "ROLL", "STATIC", "TILT_DOWN", "TILT_UP",
+    "ZOOM_IN", "ZOOM_OUT", "MotionEngine", "MotionOptions", "Move", "affine", "camera",
+    "choose_move", "render_frames", "request_seed",
+]  # fmt: skip
 
 _S = r"(?:s|es|ed|ing)?"  # verb endings: "zooms", "pushes", "tilted"...
 _PAN = r"pan(?:s|ned|ning)?"
@@ -83,21 +84,6 @@ _RULES: tuple[tuple[str, str | None, frozenset[str]], ...] = tuple(
         (r"\bcamera\s+(?:movement|motion|moves?)\b", None, set(MOVES)),
     )
 )
-
-
-def _smoothstep(t: float) -> float:
-    t = min(max(t, 0.0), 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
-@dataclass(frozen=True)
-class Move:
-    """One camera move. `amount` is the zoom (zoom moves), the zoom that makes room
-    for the travel (pans, tilts) or the angle in degrees (roll); `direction` is ±1."""
-
-    kind: str
-    amount: float = 0.0
-    direction: int = 1
 
 
 def request_seed(prompt: str, negative_prompt: str | None, seed: int | None) -> int:
@@ -138,144 +124,19 @@ def choose_move(prompt: str, negative_prompt: str | None, seed: int | None) -> M
     return Move(STATIC)
 
 
-def _cover_zoom(width: int, height: int, angle: float) -> float:
-    """The least zoom at which a frame rotated by `angle` (radians) stays inside the
-    image: the rotated frame's bounding box must fit in both directions."""
-    c, s = abs(math.cos(angle)), abs(math.sin(angle))
-    return max((width * c + height * s) / width, (width * s + height * c) / height)
-
-
-def camera(move: Move, t: float, width: int, height: int) -> tuple[float, float, float, float]:
-    """(zoom, angle in radians, x, y offset of the view centre in pixels) at time
-    t in [0, 1]. All are 0 (zoom 1) at t = 0; offsets stay inside what the zoom allows."""
-    eased = _smoothstep(t)
-    zoom, angle, dx, dy = 1.0, 0.0, 0.0, 0.0
-    if move.kind == ZOOM_IN:
-        zoom = 1.0 + move.amount * eased
-    elif move.kind == ZOOM_OUT:
-        zoom = 1.0 / (1.0 + move.amount * eased)
-    elif move.kind in (PAN_LEFT, PAN_RIGHT, TILT_UP, TILT_DOWN):
-        # Zoom in over the first 40 % to make room, travel over the whole clip.
-        zoom = 1.0 + move.amount * _smoothstep(t / 0.4)
-        final = 1.0 - 1.0 / (1.0 + move.amount)
-        sign = -1.0 if move.kind in (PAN_LEFT, TILT_UP) else 1.0
-        room = 1.0 - 1.0 / zoom
-        if move.kind in (PAN_LEFT, PAN_RIGHT):
-            dx = sign * width / 2 * min(final * eased, room)
-        else:
-            dy = sign * height / 2 * min(final * eased, room)
-    elif move.kind == ROLL:
-        angle = math.radians(move.amount * move.direction * eased)
-        zoom = _cover_zoom(width, height, angle) * (1.0 + 0.03 * eased)
-    return zoom, angle, dx, dy
-
-
-def affine(
-    zoom: float, angle: float, dx: float, dy: float, width: int, height: int, margin: int = 0
-) -> npt.NDArray[np.float64]:
-    """The source -> output matrix for cv2.warpAffine: the view centred at (centre + d)
-    in a source padded by `margin`, rotated by `angle` and scaled by `zoom`."""
-    import numpy as np
-
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    a, b = zoom * math.cos(angle), zoom * math.sin(angle)
-    sx, sy = cx + dx + margin, cy + dy + margin
-    return np.array([[a, b, cx - a * sx - b * sy], [-b, a, cy + b * sx - a * sy]])
-
-
-def _extended(image: Frame, margin: int) -> Frame:
-    """`image` with a `margin` of mirrored content that blurs more the further it is
-    from the edge, for zoom-outs; the interior is the image, bit for bit."""
-    import cv2
-    import numpy as np
-
-    padded = cv2.copyMakeBorder(image, margin, margin, margin, margin, cv2.BORDER_REFLECT_101)
-    blurred = cv2.GaussianBlur(padded, (0, 0), sigmaX=max(2.0, margin / 4))
-    height, width = image.shape[:2]
-    ys = np.abs(np.arange(height + 2 * margin) - (margin + (height - 1) / 2)) - (height - 1) / 2
-    xs = np.abs(np.arange(width + 2 * margin) - (margin + (width - 1) / 2)) - (width - 1) / 2
-    outside = np.maximum(np.maximum(ys, 0)[:, None], np.maximum(xs, 0)[None, :])
-    weight = np.clip(outside / (margin / 2), 0.0, 1.0)[:, :, None].astype(np.float32)
-    mixed = padded * (1.0 - weight) + blurred * weight
-    extended: Frame = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
-    return extended
-
-
-def render_frames(image: Frame, move: Move, count: int) -> Iterator[Frame]:
-    """The `count` frames of `move` over the fitted `image`; frame 0 is `image` itself."""
-    import cv2
-    import numpy as np
-
-    height, width = image.shape[:2]
-    if move.kind == STATIC:
-        for _ in range(count):
-            yield image
-        return
-    margin = 0
-    source = image
-    if move.kind == ZOOM_OUT:
-        margin = math.ceil(max(width, height) * move.amount / 2) + 4
-        source = _extended(image, margin)
-    yield image
-    for index in range(1, count):
-        matrix = affine(*camera(move, index / (count - 1), width, height), width, height, margin)
-        frame = cv2.warpAffine(
-            source, matrix, (width, height), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REFLECT_101,
-        )  # fmt: skip
-        yield frame.astype(np.uint8, copy=False)
-
-
-class _Failed:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_DONE = object()
-
-
-def prefetch(frames: Iterator[Frame], depth: int) -> Generator[Frame, None, None]:
-    """Produce `frames` on a background thread, at most `depth` ahead: OpenCV warps
-    without the GIL, so the next frames are warped while x264 encodes this one."""
-    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for frame in frames:
-                if not put(frame):
-                    return
-            put(_DONE)
-        except BaseException as error:
-            put(_Failed(error))
-
-    worker = threading.Thread(target=produce, name="motion-frames", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        worker.join()
+class MotionOptions(EngineOptions):
+    fps: int = Field(default=FPS, ge=1, le=60, description="Frames per second of the clips.")
+    default_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Length when a request leaves it open."
+    )
 
 
 class MotionEngine(Engine):
     name: ClassVar[str] = "motion"
     capabilities: ClassVar[frozenset[str]] = frozenset({IMAGE_TO_VIDEO})
+    Options = MotionOptions
+    requires = ("av", "cv2", "numpy", "PIL")
+    options: MotionOptions
 
     def load(self) -> None:
         # Import the media stack once per worker, not on the first job's clock.
@@ -286,8 +147,7 @@ class MotionEngine(Engine):
 
     def generate(self, request: RenderRequest, ctx: Context) -> None:
         from kinema.media.ambience import room_tone
-        from kinema.media.encode import write_mp4
-        from kinema.media.images import decode_image, fit_image, output_size
+        from kinema.media.pipeline import encode, fitted_input
         from kinema.media.styles import STYLES, stylize
 
         if request.image is None:
@@ -296,19 +156,8 @@ class MotionEngine(Engine):
             raise EngineError(
                 f"The motion engine has no style {request.style!r} (it has {', '.join(STYLES)})."
             )
-        data = ctx.fetch(request.image)
-        rgb = decode_image(
-            data,
-            request.image.field,
-            request.image_rules,
-            getattr(ctx, "max_image_pixels", DEFAULT_MAX_PIXELS),
-            getattr(ctx, "max_input_bytes", DEFAULT_MAX_BYTES),
-        )
-        width, height = output_size(
-            request.short_side, request.aspect, request.aspect_choices, rgb.shape[1], rgb.shape[0]
-        )
-        fitted = fit_image(rgb, width, height)
-        del rgb, data
+        fitted = fitted_input(ctx, request.image, request)
+        height, width = fitted.shape[:2]
         check_person_generation(request, [(request.image.field, fitted)])
         ctx.check_cancelled()
         seed = request_seed(request.prompt, request.negative_prompt, request.seed)
@@ -319,23 +168,13 @@ class MotionEngine(Engine):
             # they would boil and flicker. Frame 0 is the styled fitted image.
             fitted = stylize(fitted, request.style, seed)
             ctx.check_cancelled()
-        count = max(1, round((request.duration or DEFAULT_SECONDS) * FPS))
+        fps = self.options.fps
+        count = max(1, round((request.duration or self.options.default_seconds) * fps))
         move = choose_move(request.prompt, request.negative_prompt, request.seed)
         # Room tone, not generated sound: a quiet, seeded ambience bed, so clients that
         # ask for audio get a track that sounds like location sound rather than a
         # dropout. Scene sound (dialogue, effects) needs an engine that generates it.
-        samples = count * SAMPLE_RATE // FPS
+        samples = count * SAMPLE_RATE // fps
         audio = room_tone(samples, SAMPLE_RATE, seed) if request.generate_audio else None
-
-        def on_frame(written: int) -> None:
-            ctx.check_cancelled()
-            ctx.progress(written / count)
-
-        frames = prefetch(render_frames(fitted, move, count), PREFETCH_FRAMES)
-        try:
-            write_mp4(
-                ctx.output_path, frames, fps=FPS, width=width, height=height,
-                audio=audio, sample_rate=SAMPLE_RATE, on_frame=on_frame,
-            )  # fmt: skip
-        finally:
-            frames.close()  # stops the warping thread when the encode ends early
+        frames = render_frames(fitted, move, count)
+        encode(ctx, frames, count, width, height, audio, fps=fps)

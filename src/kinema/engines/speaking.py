@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 from kinema.engines.base import Context, Engine
 from kinema.errors import EngineError, InputError
 from kinema.media.people import check_person_generation
+from kinema.media.pipeline import FPS, SAMPLE_RATE
 from kinema.specs.base import DIALOGUE, LIP_SYNC_TTS, SPEECH_LEAD_IN_SECONDS, RenderRequest
 
 if TYPE_CHECKING:
@@ -30,11 +31,6 @@ if TYPE_CHECKING:
 
     Frame = npt.NDArray[np.uint8]
 
-FPS = 25
-SAMPLE_RATE = 48000
-DEFAULT_MAX_PIXELS = 50_000_000
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-PREFETCH_FRAMES = 4
 TAIL_SECONDS = 0.5  # after the speech, when the request leaves the length to the audio
 VOICE_OVER_ZOOM = 0.06  # the slow push-in on an image without a face
 
@@ -98,6 +94,12 @@ def _talking_frames(
 class SpeakingEngine(Engine):
     name: ClassVar[str] = "speaking"
     capabilities: ClassVar[frozenset[str]] = frozenset({LIP_SYNC_TTS, DIALOGUE})
+    requires = ("av", "cv2", "numpy", "PIL", "ai_edge_litert", "espeakng_loader")
+
+    def unavailable(self) -> str | None:
+        from kinema.media.faces import model_missing
+
+        return super().unavailable() or model_missing()
 
     def load(self) -> None:
         # The media stack, the face models and the speech library, once per worker, so
@@ -115,10 +117,9 @@ class SpeakingEngine(Engine):
         resample(np.zeros(256, np.float32), 22050, SAMPLE_RATE)  # FFmpeg's first use is slow
 
     def generate(self, request: RenderRequest, ctx: Context) -> None:
-        from kinema.engines.motion import ZOOM_IN, Move, prefetch, render_frames
-        from kinema.media.encode import write_mp4
+        from kinema.media.camera import ZOOM_IN, Move, render_frames
         from kinema.media.faces import largest_face
-        from kinema.media.images import decode_image, fit_image, output_size
+        from kinema.media.pipeline import encode, fitted_input
         from kinema.media.speech import synthesize
 
         if request.image is None:
@@ -151,19 +152,8 @@ class SpeakingEngine(Engine):
         lead_in = min(SPEECH_LEAD_IN_SECONDS, seconds - speech.seconds)
         count = max(1, round(seconds * FPS))
 
-        data = ctx.fetch(request.image)
-        rgb = decode_image(
-            data,
-            request.image.field,
-            request.image_rules,
-            getattr(ctx, "max_image_pixels", DEFAULT_MAX_PIXELS),
-            getattr(ctx, "max_input_bytes", DEFAULT_MAX_BYTES),
-        )
-        width, height = output_size(
-            request.short_side, request.aspect, request.aspect_choices, rgb.shape[1], rgb.shape[0]
-        )
-        fitted = fit_image(rgb, width, height)
-        del rgb, data
+        fitted = fitted_input(ctx, request.image, request)
+        height, width = fitted.shape[:2]
         check_person_generation(request, [(request.image.field, fitted)])
         ctx.check_cancelled()
 
@@ -181,16 +171,5 @@ class SpeakingEngine(Engine):
         audio = soundtrack(speech, lead_in, count)
         ctx.check_cancelled()
 
-        def on_frame(written: int) -> None:
-            ctx.check_cancelled()
-            ctx.progress(written / count)
-
         # Frames are made on a background thread while x264 encodes the previous ones.
-        produced = prefetch(frames, PREFETCH_FRAMES)
-        try:
-            write_mp4(
-                ctx.output_path, produced, fps=FPS, width=width, height=height,
-                audio=audio, sample_rate=SAMPLE_RATE, on_frame=on_frame,
-            )  # fmt: skip
-        finally:
-            produced.close()
+        encode(ctx, frames, count, width, height, audio)

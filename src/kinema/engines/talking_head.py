@@ -18,18 +18,19 @@ from typing import ClassVar
 
 from kinema.engines.base import Context, Engine
 from kinema.errors import EngineError
+from kinema.media.pipeline import FPS, SAMPLE_RATE
 from kinema.specs.base import TALKING_HEAD, RenderRequest
-
-FPS = 25
-SAMPLE_RATE = 48000
-DEFAULT_MAX_PIXELS = 50_000_000
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-PREFETCH_FRAMES = 4
 
 
 class TalkingHeadEngine(Engine):
     name: ClassVar[str] = "talking_head"
     capabilities: ClassVar[frozenset[str]] = frozenset({TALKING_HEAD})
+    requires = ("av", "cv2", "numpy", "PIL", "ai_edge_litert")
+
+    def unavailable(self) -> str | None:
+        from kinema.media.faces import model_missing
+
+        return super().unavailable() or model_missing()
 
     def load(self) -> None:
         import av  # noqa: F401
@@ -45,33 +46,20 @@ class TalkingHeadEngine(Engine):
             preload()
 
     def generate(self, request: RenderRequest, ctx: Context) -> None:
-        from kinema.engines.motion import prefetch
         from kinema.media.audio import decode_audio
-        from kinema.media.encode import write_mp4
         from kinema.media.face_anim import FaceAnimator, mouth_track_from_audio
         from kinema.media.faces import largest_face
-        from kinema.media.images import decode_image, fit_image, output_size
+        from kinema.media.pipeline import encode, fitted_input
 
         if request.image is None or request.audio is None:
             raise EngineError("The talking-head engine needs an image and an audio track.")
-        image_data = ctx.fetch(request.image)
-        rgb = decode_image(
-            image_data,
-            request.image.field,
-            request.image_rules,
-            getattr(ctx, "max_image_pixels", DEFAULT_MAX_PIXELS),
-            getattr(ctx, "max_input_bytes", DEFAULT_MAX_BYTES),
-        )
+        fitted = fitted_input(ctx, request.image, request)
+        height, width = fitted.shape[:2]
         audio_data = ctx.fetch(request.audio)
         samples = decode_audio(
             audio_data, request.audio.field, request.max_audio_seconds, SAMPLE_RATE
         )
         del audio_data
-        width, height = output_size(
-            request.short_side, request.aspect, request.aspect_choices, rgb.shape[1], rgb.shape[0]
-        )
-        fitted = fit_image(rgb, width, height)
-        del rgb
         ctx.check_cancelled()
         face = largest_face(fitted)
         if face is None:
@@ -82,18 +70,7 @@ class TalkingHeadEngine(Engine):
         # Without a seed the same inputs still give the same blinks and head motion.
         seed = request.seed
         if seed is None:
-            seed = int.from_bytes(hashlib.sha256(image_data).digest()[:4], "big")
+            seed = int.from_bytes(hashlib.sha256(fitted.tobytes()).digest()[:4], "big")
         animator = FaceAnimator(fitted, face, seed=seed)
 
-        def on_frame(written: int) -> None:
-            ctx.check_cancelled()
-            ctx.progress(written / count)
-
-        frames = prefetch(animator.frames(track), PREFETCH_FRAMES)
-        try:
-            write_mp4(
-                ctx.output_path, frames, fps=FPS, width=width, height=height,
-                audio=samples, sample_rate=SAMPLE_RATE, on_frame=on_frame,
-            )  # fmt: skip
-        finally:
-            frames.close()  # stops the warping thread when the encode ends early
+        encode(ctx, animator.frames(track), count, width, height, samples)

@@ -80,20 +80,38 @@ _loaded: dict[str, _Model] = {}
 _load_lock = threading.Lock()
 
 
+MODEL_HINT = (
+    "run `kinema setup` (or `make install`), which installs the mediapipe 0.10.21 wheel "
+    "(without its dependencies) that bundles it"
+)
+
+
+def _model_path(name: str) -> Path | None:
+    spec = importlib.util.find_spec("mediapipe")
+    origin = spec.origin if spec is not None else None
+    path = Path(origin).parent / _MODELS[name] if origin else None
+    return path if path is not None and path.is_file() else None
+
+
+def model_missing() -> str | None:
+    """Why the face models cannot be loaded (the file is missing), or None. Cheap: checks
+    for the files without loading them."""
+    for name in _MODELS:
+        if _model_path(name) is None:
+            return f"the face model file ({_MODELS[name]}) is missing: {MODEL_HINT}"
+    return None
+
+
 def _model(name: str) -> _Model:
     model = _loaded.get(name)
     if model is not None:
         return model
     with _load_lock:
         if name not in _loaded:
-            spec = importlib.util.find_spec("mediapipe")
-            origin = spec.origin if spec is not None else None
-            path = Path(origin).parent / _MODELS[name] if origin else None
-            if path is None or not path.is_file():
+            path = _model_path(name)
+            if path is None:
                 raise EngineError(
-                    f"The face model file ({_MODELS[name]}) is missing: run `make install`, "
-                    "which installs the mediapipe 0.10.21 wheel (without its dependencies) "
-                    "that bundles it."
+                    f"The face model file ({_MODELS[name]}) is missing: {MODEL_HINT}."
                 )
             _loaded[name] = _Model(path)
         return _loaded[name]

@@ -11,19 +11,26 @@ from typing import Any
 from pydantic import ValidationError
 
 from kinema.errors import FieldProblem, ValidationFailed
-from kinema.specs.base import ModelSpec, RenderRequest
+from kinema.specs.base import ModelSpec, RenderRequest, Route
 from kinema.specs.fabric import Fabric10
 from kinema.specs.minimax import Video01, Video01Legacy
 from kinema.specs.pixverse import PixverseI2V, PixverseI2VLegacy
 from kinema.specs.veo import VeoI2VFast, VeoLite
 
-__all__ = ["ROUTES", "ModelSpec", "RenderRequest", "parse_request", "spec_class"]
+__all__ = [
+    "ROUTES", "ROUTE_INFO", "SPECS", "ModelSpec", "RenderRequest", "Route", "parse_request",
+    "spec_class",
+]  # fmt: skip
 
-# route name -> the spec classes it accepts
+# Every model spec; the routes and everything else below derive from this list.
+SPECS: tuple[type[ModelSpec], ...] = (
+    Fabric10, Video01, VeoI2VFast, PixverseI2V, VeoLite, Video01Legacy, PixverseI2VLegacy,
+)  # fmt: skip
+
+# route name -> its Route (path, id field), and -> the spec classes it accepts
+ROUTE_INFO: dict[str, Route] = {cls.ROUTE.name: cls.ROUTE for cls in SPECS}
 ROUTES: dict[str, tuple[type[ModelSpec], ...]] = {
-    "unified": (Fabric10, Video01, VeoI2VFast, PixverseI2V, VeoLite),
-    "minimax": (Video01Legacy,),
-    "pixverse": (PixverseI2VLegacy,),
+    name: tuple(cls for cls in SPECS if cls.ROUTE.name == name) for name in ROUTE_INFO
 }
 
 

@@ -61,6 +61,29 @@ MediaUrl = Annotated[str, BeforeValidator(_media_url)]
 
 
 @dataclass(frozen=True)
+class Route:
+    """A submit route of the AI/ML API wire format. `name` is stored in job rows (it never
+    changes); `path` is where the dialect serves it; `id_field` names the generation id
+    in its submit answer (the legacy MiniMax route says `generation_id`)."""
+
+    name: str
+    path: str
+    summary: str
+    id_field: str = "id"
+
+
+UNIFIED = Route("unified", "/v2/video/generations", "Create a video generation task")
+MINIMAX = Route(
+    "minimax", "/v2/generate/video/minimax/generation",
+    "Create a generation (legacy minimax route)", id_field="generation_id",
+)  # fmt: skip
+PIXVERSE = Route(
+    "pixverse", "/v2/generate/video/pixverse/generation",
+    "Create a generation (legacy pixverse route)",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class MediaRef:
     """One media input: the request field it came from (for error messages), its URL or
     data: URI, and whether it is an "image" or "audio"."""
@@ -136,7 +159,7 @@ class ModelSpec(BaseModel):
 
     # The ids this class answers to (first = canonical), and the route it belongs to.
     MODEL_IDS: ClassVar[tuple[str, ...]]
-    ROUTE: ClassVar[str] = "unified"
+    ROUTE: ClassVar[Route] = UNIFIED
     # Per-second credit prices keyed by resolution ("" when the model has none).
     PRICES: ClassVar[dict[str, int]]
 

@@ -10,12 +10,14 @@ from pydantic import Field
 
 from kinema.specs.base import (
     IMAGE_TO_VIDEO,
+    MINIMAX,
     TEXT_TO_VIDEO,
     ImageRules,
     MediaRef,
     MediaUrl,
     ModelSpec,
     RenderRequest,
+    Route,
 )
 
 IMAGE_DESCRIPTION = (
@@ -65,7 +67,7 @@ class Video01Legacy(ModelSpec):
     """`POST /v2/generate/video/minimax/generation` (legacy vendor route)."""
 
     MODEL_IDS: ClassVar[tuple[str, ...]] = ("video-01",)
-    ROUTE: ClassVar[str] = "minimax"
+    ROUTE: ClassVar[Route] = MINIMAX
     PRICES: ClassVar[dict[str, int]] = Video01.PRICES
 
     model: Literal["video-01"]

@@ -11,11 +11,13 @@ from pydantic import Field, model_validator
 from kinema.specs.base import (
     IMAGE_TO_VIDEO,
     LIP_SYNC_TTS,
+    PIXVERSE,
     LaxInt,
     MediaRef,
     MediaUrl,
     ModelSpec,
     RenderRequest,
+    Route,
     case_insensitive,
 )
 
@@ -101,7 +103,7 @@ class PixverseI2VLegacy(_PixverseFields):
     """`POST /v2/generate/video/pixverse/generation` (legacy vendor route)."""
 
     MODEL_IDS: ClassVar[tuple[str, ...]] = ("pixverse/v5/image-to-video",)
-    ROUTE: ClassVar[str] = "pixverse"
+    ROUTE: ClassVar[Route] = PIXVERSE
 
     aspect_ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16"] = Field(
         default="16:9", description="The aspect ratio of the generated video."

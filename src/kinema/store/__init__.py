@@ -1,5 +1,6 @@
-"""The job store: one interface (`JobStore`), one SQLAlchemy implementation serving SQLite
-and PostgreSQL (`SqlStore`). `open_store(settings)` picks by URL."""
+"""The job store: the interface split by caller (`KeyStore`, `JobQueue`, `Telemetry`;
+`JobStore` is all three) and one SQLAlchemy implementation serving SQLite and PostgreSQL
+(`SqlStore`). The only package that sees SQL. `open_store(url)` picks by URL."""
 
 from __future__ import annotations
 
@@ -12,19 +13,26 @@ from kinema.store.base import (
     ApiKey,
     CreditsExhausted,
     Job,
+    JobEvent,
+    JobQueue,
     JobStatus,
     JobStore,
+    KeyStore,
     NewJob,
     Recovered,
+    Telemetry,
     WorkerInfo,
 )
-from kinema.store.sql import SqlStore
 
 __all__ = [
     "COMPLETED", "ERROR", "GENERATING", "PENDING", "QUEUED", "ApiKey", "CreditsExhausted",
-    "Job", "JobStatus", "JobStore", "NewJob", "Recovered", "SqlStore", "WorkerInfo", "open_store",
+    "Job", "JobEvent", "JobQueue", "JobStatus", "JobStore", "KeyStore", "NewJob", "Recovered",
+    "Telemetry", "WorkerInfo", "open_store",
 ]  # fmt: skip
 
 
-def open_store(url: str, *, run_migrations: bool = True, wakeup: bool = True) -> SqlStore:
+def open_store(url: str, *, run_migrations: bool = True, wakeup: bool = True) -> JobStore:
+    """The store for a database URL (SQLite or PostgreSQL), migrated to the newest schema."""
+    from kinema.store.sql import SqlStore
+
     return SqlStore(url, run_migrations=run_migrations, wakeup=wakeup)

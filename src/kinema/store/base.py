@@ -1,5 +1,11 @@
-"""The job store interface. One implementation today (`SqlStore`, SQLite or PostgreSQL
-through SQLAlchemy); every backend must pass `tests/test_store_contract.py`."""
+"""The job store's interface, split by who uses it: `KeyStore` (API keys and credits),
+`JobQueue` (jobs from submit to finish, their events) and `Telemetry` (workers, metrics).
+`JobStore` is all three. One implementation today (`SqlStore`: SQLite or PostgreSQL via
+SQLAlchemy); every backend must pass `tests/test_store_contract.py`.
+
+Backends raise only Kinema's own errors (`kinema.errors.StoreUnavailable` when the
+database cannot be reached, `CreditsExhausted`), never their database library's.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,19 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-QUEUED, GENERATING, COMPLETED, ERROR = "queued", "generating", "completed", "error"
-PENDING = (QUEUED, GENERATING)
+from kinema.errors import CreditsExhausted
+from kinema.jobs.model import PENDING, Outcome, Status
+
+QUEUED, GENERATING, COMPLETED, ERROR = (
+    Status.QUEUED, Status.GENERATING, Status.COMPLETED, Status.ERROR,
+)  # fmt: skip
+PROGRESS_EVENT_STEP = 5  # progress events are written each time progress crosses 5 %
+
+__all__ = [
+    "COMPLETED", "ERROR", "GENERATING", "PENDING", "QUEUED", "ApiKey", "CreditsExhausted",
+    "Job", "JobEvent", "JobQueue", "JobStatus", "JobStore", "KeyStore", "NewJob", "Recovered",
+    "Telemetry", "WorkerInfo",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,7 +58,7 @@ class Job:
     model: str
     capability: str
     params: dict[str, Any]
-    status: str
+    status: Status
     progress: int
     attempts: int
     max_attempts: int
@@ -65,7 +82,7 @@ class JobStatus:
     seq: int
     id: str
     model: str
-    status: str
+    status: Status
     progress: int
     price: int
     credits_used: int | None
@@ -93,19 +110,32 @@ class Recovered:
     failed: list[str] = field(default_factory=list)
 
 
-class CreditsExhausted(Exception):
-    def __init__(self, available: int) -> None:
-        super().__init__(available)
-        self.available = available
+@dataclass(frozen=True)
+class JobEvent:
+    """One entry of a job's event log: a status change, or progress crossing a step.
+    `id` increases monotonically (resume a stream after the last id seen)."""
+
+    id: int
+    job_id: str
+    kind: str  # "status" | "progress"
+    status: Status
+    progress: int
+    created_at: float
 
 
-class JobStore(ABC):
-    # ---- keys ----------------------------------------------------------------------
+class KeyStore(ABC):
+    """API keys and their credits (the API's authentication, `kinema keys`)."""
+
     @abstractmethod
     def create_key(
         self, name: str, credits: int | None, secret: str | None = None
     ) -> tuple[ApiKey, str]:
         """Create a key; returns it and its secret (shown once, stored hashed)."""
+
+    @abstractmethod
+    def ensure_key(self, secret: str, name: str) -> ApiKey:
+        """Register `secret` with unlimited credits unless it is known (re-enabling it
+        if it was revoked): the operator's `KINEMA_API_KEY`."""
 
     @abstractmethod
     def authenticate(self, secret: str) -> ApiKey | None: ...
@@ -120,7 +150,13 @@ class JobStore(ABC):
     def add_credits(self, id_or_prefix: str, credits: int | None) -> ApiKey | None:
         """Add to a key's balance (None = make it unlimited)."""
 
-    # ---- jobs: API side ------------------------------------------------------------
+
+class JobQueue(ABC):
+    """Jobs from submit to finish, and their event log."""
+
+    # True when reads are local and cheap (SQLite): the API may run them on its event loop.
+    reads_are_local: bool = False
+
     @abstractmethod
     def create_job(self, job: NewJob) -> Job:
         """Insert a queued job in one atomic statement that also checks the key's balance
@@ -141,23 +177,21 @@ class JobStore(ABC):
     @abstractmethod
     def pending_count(self, key_id: str) -> int: ...
 
-    # ---- jobs: worker side ---------------------------------------------------------
+    # worker side
     @abstractmethod
     def claim(self, worker_id: str, capabilities: list[str], lease_seconds: float) -> Job | None:
         """Atomically move the oldest queued job this worker can run to `generating`."""
 
     @abstractmethod
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float, progress: int) -> bool:
-        """Extend the lease and store progress; False if this worker no longer owns it."""
+        """Extend the lease and store progress (appending a progress event when it crosses
+        a PROGRESS_EVENT_STEP boundary); False if this worker no longer owns the job."""
 
     @abstractmethod
-    def complete(
-        self, job_id: str, worker_id: str, output: dict[str, Any], credits_used: int
-    ) -> bool:
-        """Mark completed and charge the key, only if this worker still owns the job."""
-
-    @abstractmethod
-    def fail(self, job_id: str, worker_id: str, name: str, message: str) -> bool: ...
+    def finish(self, job_id: str, worker_id: str, outcome: Outcome) -> bool:
+        """Record the outcome in one transaction, only if this worker still owns the job:
+        the result, the charge (a completed job's credits, exactly once) and the status
+        event. False if the job is no longer this worker's."""
 
     @abstractmethod
     def release(self, job_id: str, worker_id: str) -> bool:
@@ -170,9 +204,16 @@ class JobStore(ABC):
 
     @abstractmethod
     def recover_expired(self, now: float | None = None) -> Recovered:
-        """Re-queue jobs whose lease expired; fail those out of attempts."""
+        """Re-queue jobs whose lease expired; fail those out of attempts (WorkerLost)."""
 
-    # ---- workers and metrics -------------------------------------------------------
+    @abstractmethod
+    def events(self, job_id: str, after: int = 0) -> list[JobEvent]:
+        """The job's events with an id above `after`, oldest first."""
+
+
+class Telemetry(ABC):
+    """Worker presence and the aggregates behind /ready and /metrics."""
+
     @abstractmethod
     def worker_seen(self, worker: WorkerInfo) -> None:
         """Insert or refresh a worker's row (its heartbeat)."""
@@ -195,6 +236,10 @@ class JobStore(ABC):
     @abstractmethod
     def timings(self, since: float) -> list[tuple[str, float, float]]:
         """(model, wait seconds, run seconds) of jobs finished after `since`."""
+
+
+class JobStore(KeyStore, JobQueue, Telemetry):
+    """Everything a backend provides."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -15,15 +15,25 @@ from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, case, func, select
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.sql.expression import ClauseElement
 
-from kinema.errors import ServiceUnavailable
+from kinema.errors import StoreUnavailable
+from kinema.jobs.model import Status
 from kinema.store.base import QUEUED, Job, JobStatus
 from kinema.store.schema import jobs
 
 JSON_COLUMNS = ("params", "output")
 STATUS_COLUMNS = [f.name for f in fields(JobStatus) if f.name != "queue_position"]
 OUTPUT_INDEX = STATUS_COLUMNS.index("output")
+STATUS_INDEX = STATUS_COLUMNS.index("status")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A lost or refused connection (restart, network), as opposed to a bad statement."""
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 class CompiledQuery:
@@ -90,19 +100,21 @@ class FastReads:
         return connection
 
     def _fetch(self, query: CompiledQuery, values: Mapping[str, Any]) -> tuple[Any, list[str]]:
-        connection = self._connection()
+        connection = None
         try:
+            connection = self._connection()
             return self._run(connection, query, values)
         except Exception as exc:
             # A broken connection (database restarted): drop it; the next read reconnects.
             self._local.connection = None
-            with suppress(Exception):
-                connection.close()
+            if connection is not None:
+                with suppress(Exception):
+                    connection.close()
+            if isinstance(exc, DBAPIError) and is_outage(exc):
+                raise StoreUnavailable() from exc
             dbapi = self.engine.dialect.dbapi
             if dbapi is not None and isinstance(exc, dbapi.OperationalError | dbapi.InterfaceError):
-                raise ServiceUnavailable(
-                    "Service unavailable: the job store is unreachable; retry shortly."
-                ) from exc
+                raise StoreUnavailable() from exc
             raise
 
     @staticmethod
@@ -127,6 +139,7 @@ class FastReads:
         for column in JSON_COLUMNS:
             if isinstance(values[column], str | bytes):
                 values[column] = json.loads(values[column])
+        values["status"] = Status(values["status"])
         return Job(**values)
 
     def status(self, job_id: str, key_id: str) -> JobStatus | None:
@@ -135,6 +148,7 @@ class FastReads:
             return None
         values = list(row)
         values[-1] = int(values[-1] or 0)
+        values[STATUS_INDEX] = Status(values[STATUS_INDEX])
         if isinstance(values[OUTPUT_INDEX], str | bytes):
             values[OUTPUT_INDEX] = json.loads(values[OUTPUT_INDEX])
         return JobStatus(*values)

@@ -77,3 +77,18 @@ workers = Table(
 )
 
 Index("ix_workers_last_seen", workers.c.last_seen)
+
+# A job's event log (status changes, coarse progress): the source for live streams,
+# webhooks and audit. `id` is monotonic; rows go with their job (ON DELETE CASCADE).
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # status | progress
+    Column("status", String(16), nullable=False),
+    Column("progress", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+Index("ix_job_events_job_id", job_events.c.job_id, job_events.c.id)

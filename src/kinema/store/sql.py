@@ -5,10 +5,12 @@ atomic on both."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -24,32 +26,57 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from kinema.errors import CreditsExhausted, StoreError, StoreUnavailable, WorkerLost
+from kinema.jobs.model import Completed, Outcome, Status
 from kinema.store.base import (
     COMPLETED,
     ERROR,
     GENERATING,
     PENDING,
+    PROGRESS_EVENT_STEP,
     QUEUED,
     ApiKey,
-    CreditsExhausted,
     Job,
+    JobEvent,
     JobStatus,
     JobStore,
     NewJob,
     Recovered,
 )
 from kinema.store.migrate import migrate
-from kinema.store.reads import FastReads
-from kinema.store.schema import api_keys, jobs
+from kinema.store.reads import FastReads, is_outage
+from kinema.store.schema import api_keys, job_events, jobs
 from kinema.store.telemetry import SqlTelemetry
 from kinema.store.wakeup import Wakeup, announce
 
-WORKER_LOST = (
-    "The worker running this job stopped responding (crashed or was killed) on every "
-    "allowed attempt; the job will not be retried again."
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _speaks_kinema(method: F) -> F:
+    """SQLAlchemy's exceptions stay inside the store: an outage becomes StoreUnavailable,
+    anything else from the database a StoreError."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except SQLAlchemyError as exc:
+            if is_outage(exc):
+                raise StoreUnavailable() from exc
+            raise StoreError(f"the job store failed: {type(exc).__name__}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _store_errors_only(cls: type[JobStore]) -> type[JobStore]:
+    for name in dir(JobStore):
+        if not name.startswith("_") and callable(getattr(JobStore, name)):
+            setattr(cls, name, _speaks_kinema(getattr(cls, name)))
+    return cls
 
 
 def hash_secret(secret: str) -> str:
@@ -90,9 +117,24 @@ def _key(row: RowMapping) -> ApiKey:
 
 
 def _job(row: RowMapping) -> Job:
-    return Job(**dict(row))
+    values = dict(row)
+    values["status"] = Status(values["status"])
+    return Job(**values)
 
 
+def _log(
+    conn: Connection, job_ids: Iterable[str], kind: str, status: str, progress: int, now: float
+) -> None:
+    rows = [
+        {"job_id": job_id, "kind": kind, "status": str(status), "progress": progress,
+         "created_at": now}
+        for job_id in job_ids
+    ]  # fmt: skip
+    if rows:
+        conn.execute(insert(job_events), rows)
+
+
+@_store_errors_only
 class SqlStore(SqlTelemetry, JobStore):
     def __init__(self, url: str, *, run_migrations: bool = True, wakeup: bool = True) -> None:
         self.url = url
@@ -100,7 +142,7 @@ class SqlStore(SqlTelemetry, JobStore):
         self.reads = FastReads(self.engine)
         self.wakeup = Wakeup(self.engine, enabled=wakeup)
         # SQLite reads are local microsecond lookups: cheap enough for the event loop.
-        self.fast_reads = self.engine.dialect.name == "sqlite"
+        self.reads_are_local = self.engine.dialect.name == "sqlite"
         if run_migrations:
             migrate(self.engine)
 
@@ -239,6 +281,7 @@ class SqlStore(SqlTelemetry, JobStore):
                 spent = conn.execute(select(pending)).scalar() or 0
                 raise CreditsExhausted(max(0, int(balance or 0) - int(spent)))
             announce(conn)
+            _log(conn, [job_id], "status", QUEUED, 0, values["created_at"])
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
         return _job(row)
 
@@ -286,6 +329,8 @@ class SqlStore(SqlTelemetry, JobStore):
         )
         with self.engine.begin() as conn:
             row = conn.execute(stmt).mappings().first()
+            if row is not None:
+                _log(conn, [row["id"]], "status", GENERATING, 0, now)
         return _job(row) if row else None
 
     def _owned(self, job_id: str, worker_id: str) -> Any:
@@ -295,48 +340,59 @@ class SqlStore(SqlTelemetry, JobStore):
         )  # fmt: skip
 
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float, progress: int) -> bool:
+        now = time.time()
+        step = PROGRESS_EVENT_STEP
         with self.engine.begin() as conn:
+            # A progress event when this write crosses a step boundary (integer division
+            # on both SQLite and PostgreSQL), decided against the stored value.
+            conn.execute(
+                insert(job_events).from_select(
+                    ["job_id", "kind", "status", "progress", "created_at"],
+                    select(
+                        jobs.c.id, literal("progress"), jobs.c.status, literal(progress),
+                        literal(now),
+                    ).where(
+                        self._owned(job_id, worker_id), jobs.c.progress / step < progress // step
+                    ),
+                )
+            )  # fmt: skip
             result = conn.execute(
                 update(jobs)
                 .where(self._owned(job_id, worker_id))
-                .values(lease_expires_at=time.time() + lease_seconds, progress=progress)
+                .values(lease_expires_at=now + lease_seconds, progress=progress)
             )
         return result.rowcount == 1
 
-    def complete(
-        self, job_id: str, worker_id: str, output: dict[str, Any], credits_used: int
-    ) -> bool:
+    def finish(self, job_id: str, worker_id: str, outcome: Outcome) -> bool:
+        now = time.time()
+        if isinstance(outcome, Completed):
+            values: dict[str, Any] = {
+                "status": COMPLETED, "progress": 100, "output": outcome.output.as_dict(),
+                "credits_used": outcome.credits,
+            }  # fmt: skip
+        else:
+            values = {
+                "status": ERROR, "error_name": outcome.name, "error_message": outcome.message,
+                "credits_used": 0,
+            }  # fmt: skip
         with self.engine.begin() as conn:
             row = conn.execute(
                 update(jobs)
                 .where(self._owned(job_id, worker_id))
-                .values(
-                    status=COMPLETED, progress=100, output=output, credits_used=credits_used,
-                    lease_owner=None, lease_expires_at=None, finished_at=time.time(),
-                )
-                .returning(jobs.c.key_id)
-            ).first()  # fmt: skip
+                .values(**values, lease_owner=None, lease_expires_at=None, finished_at=now)
+                .returning(jobs.c.key_id, jobs.c.progress)
+            ).first()
             if row is None:
                 return False
-            # Charged in the same transaction as the completion: exactly once.
-            conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id == row.key_id, api_keys.c.credits.is_not(None))
-                .values(credits=api_keys.c.credits - credits_used)
-            )
-        return True
-
-    def fail(self, job_id: str, worker_id: str, name: str, message: str) -> bool:
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(jobs)
-                .where(self._owned(job_id, worker_id))
-                .values(
-                    status=ERROR, error_name=name, error_message=message, credits_used=0,
-                    lease_owner=None, lease_expires_at=None, finished_at=time.time(),
+            _log(conn, [job_id], "status", values["status"], row.progress, now)
+            if isinstance(outcome, Completed):
+                # Charged in the same transaction as the completion: exactly once.
+                conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == row.key_id, api_keys.c.credits.is_not(None))
+                    .values(credits=api_keys.c.credits - outcome.credits)
                 )
-            )  # fmt: skip
-        return result.rowcount == 1
+        return True
 
     def release(self, job_id: str, worker_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -348,18 +404,21 @@ class SqlStore(SqlTelemetry, JobStore):
                     lease_owner=None, lease_expires_at=None,
                 )
             )  # fmt: skip
+            if result.rowcount == 1:
+                _log(conn, [job_id], "status", QUEUED, 0, time.time())
         return result.rowcount == 1
 
     def recover_expired(self, now: float | None = None) -> Recovered:
         now = time.time() if now is None else now
         expired = (jobs.c.status == GENERATING) & (jobs.c.lease_expires_at < now)
+        lost = WorkerLost()
         with self.engine.begin() as conn:
             failed = conn.execute(
                 update(jobs)
                 .where(expired, jobs.c.attempts >= jobs.c.max_attempts)
                 .values(
-                    status=ERROR, error_name="WorkerLost",
-                    error_message=WORKER_LOST, credits_used=0,
+                    status=ERROR, error_name=lost.name,
+                    error_message=lost.message, credits_used=0,
                     lease_owner=None, lease_expires_at=None, finished_at=now,
                 )
                 .returning(jobs.c.id)
@@ -374,4 +433,15 @@ class SqlStore(SqlTelemetry, JobStore):
                 .scalars()
                 .all()
             )
+            _log(conn, failed, "status", ERROR, 0, now)
+            _log(conn, requeued, "status", QUEUED, 0, now)
         return Recovered(requeued=list(requeued), failed=list(failed))
+
+    def events(self, job_id: str, after: int = 0) -> list[JobEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(job_events)
+                .where(job_events.c.job_id == job_id, job_events.c.id > after)
+                .order_by(job_events.c.id)
+            ).mappings()
+            return [JobEvent(**{**dict(row), "status": Status(row["status"])}) for row in rows]

@@ -19,76 +19,24 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from pathlib import Path
 from types import FrameType
 
-from sqlalchemy.exc import DBAPIError
-
-from kinema import engines, pricing
-from kinema.engines import Context, Engine
-from kinema.errors import Cancelled, EngineError, JobFailure
-from kinema.inputs import FetchPolicy, fetch
+from kinema.engines import EngineSet
+from kinema.errors import Cancelled, EngineError, JobFailure, StoreError
+from kinema.inputs import FetchPolicy
+from kinema.jobs.model import Failed
 from kinema.settings import Settings
 from kinema.specs import spec_class
-from kinema.specs.base import MediaRef
+from kinema.specs.base import RenderRequest
 from kinema.storage import BlobStorage, open_storage
-from kinema.store import Job, JobStore, SqlStore, WorkerInfo
+from kinema.store import Job, JobStore, WorkerInfo, open_store
+from kinema.worker.context import RunContext
+from kinema.worker.finish import Finisher, completed, store_output
 
 log = logging.getLogger("kinema.worker")
 
-PROGRESS_PUSH_SECONDS = 0.5
-PRESENCE_SECONDS = 5.0
+PRESENCE_SECONDS = 5.0  # how often a worker refreshes its row in the workers table
 STORE_RETRY_SECONDS = 1.0
-COMPLETE_ATTEMPTS = 5  # how often a worker refreshes its row in the workers table
-
-
-class RunContext(Context):
-    """The context one job's engine sees; `beat()` runs on the heartbeat thread."""
-
-    def __init__(self, worker: Worker, job: Job, work_dir: Path, policy: FetchPolicy) -> None:
-        self.worker = worker
-        self.job = job
-        self.work_dir = work_dir
-        self.output_path = work_dir / "output.mp4"
-        self.policy = policy
-        self.max_input_bytes = worker.settings.max_input_bytes
-        self.max_image_pixels = worker.settings.max_image_pixels
-        self._progress = 0
-        self._pushed = -1
-        self.lease_lost = threading.Event()
-
-    def progress(self, fraction: float) -> None:
-        # Stored as 0-99 while running: 100 is reserved for "completed".
-        self._progress = max(self._progress, min(99, int(fraction * 100)))
-
-    @property
-    def cancelled(self) -> bool:
-        return self.lease_lost.is_set() or self.worker.hard_stop.is_set()
-
-    def fetch(self, ref: MediaRef) -> bytes:
-        return fetch(ref.url, ref.field, ref.kind, self.policy)
-
-    def beat(self) -> None:
-        ok = self.worker.store.heartbeat(
-            self.job.id, self.worker.id, self.worker.settings.lease_seconds, self._progress
-        )
-        self._pushed = self._progress
-        if not ok:
-            self.lease_lost.set()
-
-    def heartbeat_loop(self, done: threading.Event) -> None:
-        interval = self.worker.settings.lease_seconds / 3
-        last = time.monotonic()
-        while not done.wait(PROGRESS_PUSH_SECONDS):
-            due = time.monotonic() - last >= interval
-            if due or self._progress != self._pushed:
-                try:
-                    self.beat()
-                    last = time.monotonic()
-                except Exception:  # a store hiccup must not kill the job; the lease has slack
-                    log.warning("heartbeat for %s failed; retrying", self.job.id, exc_info=True)
-            if self.lease_lost.is_set():
-                return
 
 
 class Worker:
@@ -97,27 +45,31 @@ class Worker:
         settings: Settings,
         store: JobStore | None = None,
         storage: BlobStorage | None = None,
+        engines: EngineSet | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store or SqlStore(settings.resolved_database_url, wakeup=settings.job_wakeup)
+        self.store = store or open_store(settings.resolved_database_url, wakeup=settings.job_wakeup)
         self.storage = storage or open_storage(settings)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.policy = FetchPolicy.from_settings(settings)
         self.stop = threading.Event()  # no new claims
         self.hard_stop = threading.Event()  # cancel the running job
-        self.engines: dict[str, Engine] = {}
-        self.routes = engines.capabilities(settings.engines)
+        self.engine_set = engines or EngineSet.configure(settings.engines, settings.engine_options)
+        self.routes: dict[str, str] = {}
+        self.loaded = False
+        self.finisher = Finisher(self.store, self.id)
         self._last_recovery = 0.0
         self.started_at = time.time()
         self.current_job: str | None = None
         self.jobs_done = 0
 
     def load(self) -> None:
-        for name in dict.fromkeys(self.routes.values()):
-            engine = engines.engine_class(name)()
-            engine.load()
-            self.engines[name] = engine
-        log.info("worker %s ready: %s", self.id, ", ".join(sorted(self.routes)))
+        """Load the engines; one that fails is disabled, and the worker serves the rest."""
+        self.engine_set.load()
+        self.routes = self.engine_set.routes()
+        self.loaded = True
+        served = ", ".join(sorted(self.routes)) or "nothing (every engine is disabled)"
+        log.info("worker %s ready: %s", self.id, served)
 
     # ---- presence ------------------------------------------------------------------
     def report_presence(self) -> None:
@@ -141,7 +93,7 @@ class Worker:
 
     # ---- the loop ------------------------------------------------------------------
     def run(self) -> None:
-        if not self.engines:
+        if not self.loaded:
             self.load()
         self.report_presence()
         threading.Thread(target=self.presence_loop, name="presence", daemon=True).start()
@@ -177,6 +129,17 @@ class Worker:
                 # lease, which expires, and the job runs again; its output key is per job.
                 log.exception("worker %s: could not record job %s", self.id, job.id)
 
+    def run_once(self) -> Job | None:
+        """Claim and run one job on this thread, start to finish (tests and tools drive a
+        worker step by step with it); None when nothing this worker serves is queued."""
+        if not self.loaded:
+            self.load()
+        self.recover()
+        job = self.store.claim(self.id, list(self.routes), self.settings.lease_seconds)
+        if job is not None:
+            self.run_job(job)
+        return job
+
     def recover(self) -> None:
         now = time.monotonic()
         if now - self._last_recovery < self.settings.lease_seconds / 2:
@@ -205,28 +168,7 @@ class Worker:
         started = time.monotonic()
         log.info("job %s (%s) attempt %d: started", job.id, job.model, job.attempts)
         try:
-            self._generate_and_store(job, ctx)
-        except Cancelled as exc:
-            if ctx.lease_lost.is_set():
-                log.warning("job %s: lease lost; result discarded", job.id)
-            elif self.store.release(job.id, self.id):
-                log.info("job %s: handed back to the queue (shutdown)", job.id)
-            else:
-                self.store.fail(job.id, self.id, exc.name, exc.message)
-        except JobFailure as exc:
-            log.info("job %s failed: %s: %s", job.id, exc.name, exc.message)
-            self.store.fail(job.id, self.id, exc.name, exc.message)
-        except DBAPIError:
-            # The job store failed, not the engine: leave the job to its lease (it expires
-            # and the job runs again; its output key is per job, charged once).
-            raise
-        except Exception:
-            log.exception("job %s: engine crashed", job.id)
-            failure = EngineError(
-                "The engine failed unexpectedly while generating this video; the operator's "
-                f"log has the details (job {job.id})."
-            )
-            self.store.fail(job.id, self.id, failure.name, failure.message)
+            self._run(job, ctx)
         finally:
             self.current_job = None
             self.jobs_done += 1
@@ -235,49 +177,49 @@ class Worker:
             shutil.rmtree(work_dir, ignore_errors=True)
             log.info("job %s: finished in %.2f s", job.id, time.monotonic() - started)
 
-    def _generate_and_store(self, job: Job, ctx: RunContext) -> None:
-        spec = spec_class(job.route, job.model).model_validate(job.params)
+    def _run(self, job: Job, ctx: RunContext) -> None:
+        """Run the engine and record what happened through the one finish path."""
+        try:
+            spec = spec_class(job.route, job.model).model_validate(job.params)
+            self._generate(job, spec.render(), ctx)
+            output = store_output(job, ctx.output_path, self.storage)
+        except Cancelled as exc:
+            if ctx.lease_lost.is_set():
+                log.warning("job %s: lease lost; result discarded", job.id)
+            elif self.store.release(job.id, self.id):
+                log.info("job %s: handed back to the queue (shutdown)", job.id)
+            else:
+                self.finisher.finish(job, Failed.of(exc))
+            return
+        except JobFailure as exc:
+            log.info("job %s failed: %s: %s", job.id, exc.name, exc.message)
+            self.finisher.finish(job, Failed.of(exc))
+            return
+        except StoreError:
+            # The job store failed, not the engine: leave the job to its lease (it expires
+            # and the job runs again; its output key is per job, charged once).
+            raise
+        except Exception:
+            log.exception("job %s: engine crashed", job.id)
+            crash = EngineError(
+                "The engine failed unexpectedly while generating this video; the operator's "
+                f"log has the details (job {job.id})."
+            )
+            self.finisher.finish(job, Failed.of(crash))
+            return
+        self.finisher.finish(job, completed(spec, output, self.settings))
+
+    def _generate(self, job: Job, request: RenderRequest, ctx: RunContext) -> None:
         # The API chose the capability at submit (possibly the request's fallback); the
         # job row records it and this worker claimed the job because it serves it.
-        request = replace(spec.render(), capability=job.capability)
+        request = replace(request, capability=job.capability)
         engine_name = self.routes.get(job.capability)
         if engine_name is None:
             raise EngineError(
                 f"No engine on this worker serves '{job.capability}'.", "CapabilityMissing"
             )
-        self.engines[engine_name].generate(request, ctx)
+        self.engine_set.engines[engine_name].generate(request, ctx)
         ctx.check_cancelled()
-        from kinema.media.encode import probe_mp4
-
-        info = probe_mp4(ctx.output_path)
-        key = f"videos/{job.id}.mp4"  # one key per job: a retried run overwrites, never adds
-        self.storage.put(key, ctx.output_path, "video/mp4")
-        output = {
-            "key": key,
-            "content_type": "video/mp4",
-            "file_name": f"{job.id}.mp4",
-            "file_size": info.file_size,
-            "duration": round(info.duration, 3),
-            "width": info.width,
-            "height": info.height,
-            "has_audio": info.has_audio,
-        }
-        credits = pricing.charge(spec, self.settings.prices, info.duration)
-        if not self._complete(job.id, output, credits):
-            log.warning("job %s: finished after losing its lease; result discarded", job.id)
-
-    def _complete(self, job_id: str, output: dict[str, object], credits: int) -> bool:
-        """Record a finished video, riding out a short store outage: the lease still
-        runs, and redoing the whole job for a dropped connection would waste it."""
-        for attempt in range(COMPLETE_ATTEMPTS):
-            try:
-                return self.store.complete(job_id, self.id, output, credits)
-            except DBAPIError:
-                if attempt == COMPLETE_ATTEMPTS - 1:
-                    raise
-                log.warning("job %s: recording completion failed; retrying", job_id)
-                time.sleep(STORE_RETRY_SECONDS)
-        return False
 
 
 def serve_forever(settings: Settings, supervisor_pid: int | None = None) -> None:

@@ -32,7 +32,7 @@ class WorkerPool:
         env["KINEMA_SUPERVISOR_PID"] = str(os.getpid())
         # Same process group as the server: Ctrl-C reaches the workers (they drain), and
         # killing the group kills them too. If the server dies alone they notice the
-        # orphaning (see kinema.worker.serve_forever) and drain.
+        # orphaning (see kinema.worker.loop.serve_forever) and drain.
         self.procs[slot] = subprocess.Popen([sys.executable, "-m", "kinema", "worker"], env=env)
         log.info("worker slot %d: started pid %d", slot, self.procs[slot].pid)  # type: ignore[union-attr]
 

@@ -4,12 +4,14 @@ store it. HTTP-free, so the API and tools share it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib.util
 from typing import Any
 
-from kinema import engines, pricing
+from kinema import pricing
+from kinema.engines import EngineSet
 from kinema.errors import (
     CapabilityMissing,
+    CreditsExhausted,
     FieldProblem,
     InputError,
     OutOfCredits,
@@ -18,30 +20,31 @@ from kinema.errors import (
 )
 from kinema.inputs import FetchPolicy, check_url, parse_data_uri
 from kinema.settings import Settings
-from kinema.specs import ModelSpec, RenderRequest, parse_request
-from kinema.store import CreditsExhausted, Job, JobStore, NewJob
+from kinema.specs import RenderRequest, parse_request
+from kinema.store import Job, JobQueue, NewJob
 
-
-@dataclass
-class Submission:
-    job: Job
-    spec: ModelSpec
+# What the deep checks of inline (data: URI) inputs decode with. Without them (a bare
+# install serving only upstream or plugin engines) the engine checks the bytes instead.
+MEDIA_MODULES = ("av", "PIL", "numpy")
 
 
 class Submitter:
-    def __init__(self, settings: Settings, store: JobStore) -> None:
+    def __init__(self, settings: Settings, store: JobQueue, engines: EngineSet) -> None:
         self.settings = settings
         self.store = store
-        self.capabilities = engines.capabilities(settings.engines)
+        self.engines = engines
+        self.capabilities = engines.routes()
         self.policy = FetchPolicy.from_settings(settings)
+        self.inspect_inline = all(importlib.util.find_spec(m) for m in MEDIA_MODULES)
 
-    def submit(self, route: str, body: Any, key_id: str) -> Submission:
+    def submit(self, route: str, body: Any, key_id: str) -> Job:
         spec = parse_request(route, body)
         request = spec.render()
         capability = request.capability
         if capability not in self.capabilities:
             if request.fallback not in self.capabilities:
-                raise CapabilityMissing(request.capability, spec.model)
+                disabled = self.engines.why_not(request.capability)
+                raise CapabilityMissing(request.capability, spec.model, disabled)
             capability = request.fallback
         if capability == request.capability:
             self.check_speech_fits(request)
@@ -62,10 +65,9 @@ class Submitter:
             max_attempts=self.settings.max_attempts,
         )
         try:
-            job = self.store.create_job(new)
+            return self.store.create_job(new)
         except CreditsExhausted as exc:
             raise OutOfCredits(price, exc.available) from None
-        return Submission(job, spec)
 
     def check_speech_fits(self, request: RenderRequest) -> None:
         """Text to be spoken must fit the clip: synthesised here (espeak runs ~170x real
@@ -97,7 +99,8 @@ class Submitter:
                 check_url(ref.url, ref.field, self.policy)
                 if ref.url[:5].lower() == "data:":
                     data = parse_data_uri(ref.url, ref.field, self.settings.max_input_bytes)
-                    self._check_inline(ref.field, data, request)
+                    if self.inspect_inline:
+                        self._check_inline(ref.field, data, request)
             except InputError as exc:
                 problems.append(FieldProblem(ref.field, exc.reason))
         if problems:

@@ -1,0 +1,334 @@
+"""The AI/ML API wire format: `POST` a spec body to a route, `GET` the same path with
+`?generation_id=` to poll. Routes come from the specs (`kinema.specs.ROUTE_INFO`); the
+response shapes are the pydantic models below; errors use the AI/ML API envelope
+`{"message", "path", "requestId", "statusCode", "timestamp"}` (+ `details` on a 400).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from kinema.api.auth import Authenticator
+from kinema.dialects.base import Dialect, Rendered
+from kinema.errors import (
+    CapabilityMissing,
+    FieldProblem,
+    KinemaError,
+    NotFound,
+    OutOfCredits,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    StoreUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
+from kinema.jobs.model import PENDING, Status
+from kinema.jobs.submission import Submitter
+from kinema.specs import ROUTE_INFO, Route
+from kinema.storage import BlobStorage
+from kinema.store import JobStatus
+
+log = logging.getLogger("kinema.api")
+
+INTERNAL_MESSAGE = "Internal server error"
+STATUS: dict[type[KinemaError], int] = {
+    ValidationFailed: 400,
+    CapabilityMissing: 400,
+    Unauthorized: 401,
+    OutOfCredits: 403,
+    NotFound: 404,
+    PayloadTooLarge: 413,
+    TooManyRequests: 429,
+    ServiceUnavailable: 503,
+    StoreUnavailable: 503,
+}
+STORE_UNAVAILABLE = "Service unavailable: the job store is unreachable; retry shortly."
+
+
+# ---------------------------------------------------------------------- response models
+class Usage(BaseModel):
+    credits_used: int = Field(description="Credits reserved at submit; charged when done.")
+
+
+class Meta(BaseModel):
+    usage: Usage
+
+
+class SubmitResponse(BaseModel):
+    """201 answer of a submit: the generation's id, to poll with."""
+
+    id: str
+    status: Status
+    meta: Meta
+
+
+class MinimaxSubmitResponse(BaseModel):
+    """201 answer of the legacy MiniMax route, which names the id `generation_id`."""
+
+    generation_id: str
+    status: Status
+    meta: Meta
+
+
+class Video(BaseModel):
+    url: str = Field(description="Signed download URL; expires (poll again for a new one).")
+    content_type: str
+    file_name: str
+    file_size: int
+    duration: float
+    width: int
+    height: int
+
+
+class GenerationError(BaseModel):
+    name: str = Field(description="Error name, e.g. InvalidInput, FaceNotFound, WorkerLost.")
+    message: str
+
+
+class Generation(BaseModel):
+    """200 answer of a poll. `progress` and `queue_position` appear while pending."""
+
+    id: str
+    status: Status
+    model: str
+    video: Video | None
+    error: GenerationError | None
+    meta: Meta
+    progress: int | None = Field(default=None, description="0-99 while pending.")
+    queue_position: int | None = Field(default=None, description="Queued jobs ahead.")
+
+
+class ProblemDetail(BaseModel):
+    field: str
+    message: str
+    expected: str | None = None
+    received: str | int | float | bool | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    message: str
+    path: str
+    requestId: str
+    statusCode: int
+    timestamp: str
+    details: list[ProblemDetail] | None = Field(
+        default=None, description="One entry per refused field (400 only)."
+    )
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request (`details` names each field and what was expected), or a "
+    "request this deployment refuses on purpose: no enabled engine serves what it needs "
+    "(the message names the engine and what to install).",
+    401: "Missing, invalid or revoked API key.",
+    403: "The key's credits cannot cover this job.",
+    404: "No such generation (or another key's).",
+    413: "Request body over the server's limit.",
+    429: "Too many pending generations for this key; retry later.",
+    503: "The job store is unreachable; retry later.",
+}
+
+
+def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"model": ErrorEnvelope, "description": ERROR_DESCRIPTIONS[code]} for code in codes
+    }
+
+
+# ---------------------------------------------------------------------- rendering
+def envelope(
+    status: int,
+    message: str,
+    path: str,
+    request_id: str,
+    details: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "message": message,
+        "path": path,
+        "requestId": request_id,
+        "statusCode": status,
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def status_of(error: KinemaError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def generation_id_of(query_string: bytes) -> str:
+    """`generation_id` from a query string (the first one, percent-decoded)."""
+    for part in query_string.split(b"&"):
+        name, _, value = part.partition(b"=")
+        if name == b"generation_id":
+            return unquote_plus(value.decode("latin-1"))
+    return ""
+
+
+def poll_body(job: JobStatus, storage: BlobStorage, base_url: str, ttl: int) -> dict[str, Any]:
+    """The poll response for `job`; its video URL is signed now (never stored)."""
+    credits = job.credits_used if job.credits_used is not None else job.price
+    video = error = None
+    if job.status == Status.COMPLETED and job.output:
+        out = job.output
+        video = Video(
+            url=storage.url(out["key"], ttl, base_url),
+            content_type=out["content_type"], file_name=out["file_name"],
+            file_size=out["file_size"], duration=out["duration"],
+            width=out["width"], height=out["height"],
+        )  # fmt: skip
+    elif job.status == Status.ERROR:
+        error = GenerationError(name=job.error_name or "Error", message=job.error_message or "")
+    generation = Generation(
+        id=job.id, status=job.status, model=job.model, video=video, error=error,
+        meta=Meta(usage=Usage(credits_used=credits)),
+    )  # fmt: skip
+    if job.status in PENDING:
+        generation.progress = job.progress
+        generation.queue_position = job.queue_position
+    return generation.model_dump(mode="json", exclude_unset=True)
+
+
+class AimlApiDialect(Dialect):
+    name = "aimlapi"
+
+    def __init__(self, auth: Authenticator, submitter: Submitter) -> None:
+        self.auth = auth
+        self.submitter = submitter
+        self.routes: dict[str, Route] = {route.path: route for route in ROUTE_INFO.values()}
+
+    def owns(self, path: str) -> bool:
+        return True  # the default envelope: every path no other dialect claims
+
+    # ---- errors ---------------------------------------------------------------------
+    def render_error(self, error: KinemaError, path: str, request_id: str) -> Rendered:
+        status = status_of(error)
+        if status == 500:
+            return self.render_status(500, INTERNAL_MESSAGE, path, request_id)
+        message = STORE_UNAVAILABLE if isinstance(error, StoreUnavailable) else error.message
+        details = None
+        if isinstance(error, ValidationFailed):
+            details = [p.as_dict() for p in error.problems]
+        headers = {"Retry-After": "5"} if status in (429, 503) else {}
+        return status, envelope(status, message, path, request_id, details), headers
+
+    def render_status(self, status: int, message: str, path: str, request_id: str) -> Rendered:
+        return status, envelope(status, message, path, request_id), {}
+
+    # ---- polls ----------------------------------------------------------------------
+    def poll_id(self, path: str, query_string: bytes) -> str | None:
+        return generation_id_of(query_string) if path in self.routes else None
+
+    def render_poll(
+        self, job: JobStatus, storage: BlobStorage, base_url: str, ttl: int
+    ) -> Rendered:
+        body = poll_body(job, storage, base_url, ttl)
+        return 200, body, {"x-aimlapi-credits-used": str(body["meta"]["usage"]["credits_used"])}
+
+    # ---- submits --------------------------------------------------------------------
+    def router(self) -> APIRouter:
+        api = APIRouter(tags=["Video generations"])
+        for route in self.routes.values():
+            model = MinimaxSubmitResponse if route.id_field == "generation_id" else SubmitResponse
+            api.add_api_route(
+                route.path, self._submit_handler(route), methods=["POST"], status_code=201,
+                summary=route.summary, name=f"submit_{route.name}", response_model=model,
+                responses=_error_responses(400, 401, 403, 413, 429, 503),
+            )  # fmt: skip
+        return api
+
+    def _submit_handler(self, route: Route) -> Any:
+        async def submit(request: Request) -> JSONResponse:
+            key = await run_in_threadpool(self.auth, request)
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw else None
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ValidationFailed(
+                    [FieldProblem("body", f"request body is not valid JSON ({exc})")]
+                ) from None
+            if body is None:
+                raise ValidationFailed([FieldProblem("body", "Required: a JSON object")])
+            job = await run_in_threadpool(self.submitter.submit, route.name, body, key.id)
+            request.state.inference_id = job.id
+            content = {
+                route.id_field: job.id, "status": job.status,
+                "meta": {"usage": {"credits_used": job.price}},
+            }  # fmt: skip
+            return JSONResponse(
+                content, status_code=201, headers={"x-aimlapi-credits-used": str(job.price)}
+            )
+
+        return submit
+
+    # ---- OpenAPI --------------------------------------------------------------------
+    def document(self, schema: dict[str, Any]) -> None:
+        from kinema.specs import ROUTES
+
+        ref = "#/components/schemas/{model}"
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, model in (("Generation", Generation), ("ErrorEnvelope", ErrorEnvelope)):
+            definition = model.model_json_schema(ref_template=ref)
+            components.update(definition.pop("$defs", {}))
+            components[name] = definition
+        for path, route in self.routes.items():
+            refs, mapping = [], {}
+            for cls in ROUTES[route.name]:
+                definition = cls.model_json_schema(ref_template=ref)
+                components.update(definition.pop("$defs", {}))
+                components[cls.__name__] = definition
+                refs.append({"$ref": ref.format(model=cls.__name__)})
+                mapping.update(
+                    {model_id: ref.format(model=cls.__name__) for model_id in cls.MODEL_IDS}
+                )
+            operations = schema["paths"][path]
+            operations["post"]["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {
+                    "oneOf": refs, "discriminator": {"propertyName": "model", "mapping": mapping},
+                }}},
+            }  # fmt: skip
+            operations["get"] = poll_operation(route)
+
+
+def _json(ref: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def poll_operation(route: Route) -> dict[str, Any]:
+    errors = {
+        str(code): _json("ErrorEnvelope", ERROR_DESCRIPTIONS[code]) for code in (400, 401, 404, 503)
+    }
+    return {
+        "tags": ["Video generations"],
+        "summary": "Poll a generation",
+        "operationId": f"poll_{route.name}",
+        "security": [{"bearer": []}],
+        "parameters": [
+            {"name": "generation_id", "in": "query", "required": True,
+             "schema": {"type": "string", "minLength": 1, "maxLength": 200}},
+        ],
+        "responses": {
+            "200": _json("Generation", "The generation: status queued|generating|completed|error."),
+            **errors,
+        },
+    }  # fmt: skip

@@ -1,0 +1,71 @@
+"""What a job is, independent of where it is stored: its status, and the outcome a worker
+records when it finishes (a video with its media metadata, or a failure)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from kinema.errors import JobFailure
+
+
+class Status(StrEnum):
+    """A job's public status: exactly the AI/ML API's four values."""
+
+    QUEUED = "queued"
+    GENERATING = "generating"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Completed or failed: the row never changes again."""
+        return self in (Status.COMPLETED, Status.ERROR)
+
+
+PENDING = (Status.QUEUED, Status.GENERATING)
+
+
+@dataclass(frozen=True)
+class VideoOutput:
+    """A finished video in blob storage, with the metadata the poll reports."""
+
+    key: str
+    content_type: str
+    file_name: str
+    file_size: int
+    duration: float
+    width: int
+    height: int
+    has_audio: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoOutput:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The job produced `output`; the key is charged `credits`."""
+
+    output: VideoOutput
+    credits: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The job failed: `name` and `message` are what the poll shows. Never charged."""
+
+    name: str
+    message: str
+
+    @classmethod
+    def of(cls, failure: JobFailure) -> Failed:
+        return cls(failure.name, failure.message)
+
+
+Outcome = Completed | Failed
