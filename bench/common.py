@@ -1,36 +1,13 @@
-"""What the engine benchmarks share: a Context that feeds fixed inputs, and interleaved
-median timing."""
+"""What the engine benchmarks share: interleaved median timing (their Context is
+`kinema.testing.FakeContext`, fed fixed inputs)."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-from kinema.engines.base import Context
-from kinema.specs.base import MediaRef
 
 RUNS = 3
-
-
-class BenchContext(Context):
-    """Inputs by request field; no progress kept, never cancelled."""
-
-    def __init__(self, work: Path, inputs: dict[str, bytes], output_name: str) -> None:
-        self.work_dir = work
-        self.output_path = work / output_name
-        self.inputs = inputs
-
-    def progress(self, fraction: float) -> None:
-        pass
-
-    @property
-    def cancelled(self) -> bool:
-        return False
-
-    def fetch(self, ref: MediaRef) -> bytes:
-        return self.inputs[ref.field]
 
 
 def medians(runs: list[Callable[[], None]]) -> list[float]:

@@ -28,8 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import RUNS, BenchContext
+from bench.common import RUNS
 from bench.motion import CRF, FPS, PRESET, _picture
+from kinema.testing import FakeContext
 
 SECONDS = 5.0
 FRAMES = round(SECONDS * FPS)
@@ -113,7 +114,7 @@ def _rows(width: int, height: int, jpegs: dict[str, bytes]) -> list[dict[str, An
     yuv = [cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420) for frame in rgb]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ctx = BenchContext(work, jpegs, "morph.mp4")
+        ctx = FakeContext(work, jpegs, output_name="morph.mp4")
         runs: list[Callable[[], None]] = [
             lambda: engine.generate(request, ctx),
             lambda: _bare_encode(work / "bare.mp4", rgb, "rgb24", width, height),

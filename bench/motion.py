@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchContext, medians
+from bench.common import medians
+from kinema.testing import FakeContext
 
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 25, 5.0
 FRAMES = round(SECONDS * FPS)
@@ -100,7 +101,7 @@ def run() -> list[dict[str, Any]]:
     yuv = [cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420) for f in render_frames(fitted, move, FRAMES)]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ctx = BenchContext(work, {"image_url": jpeg}, "motion.mp4")
+        ctx = FakeContext(work, {"image_url": jpeg}, output_name="motion.mp4")
         runs: list[Callable[[], None]] = [
             lambda: engine.generate(request, ctx),
             lambda: engine.generate(styled, ctx),

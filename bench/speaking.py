@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import RUNS, BenchContext, medians
+from bench.common import RUNS, medians
 from bench.motion import CRF, FPS, PRESET
+from kinema.testing import FakeContext
 
 SIDE, SECONDS = 720, 5.0
 FRAMES = round(SECONDS * FPS)
@@ -88,7 +89,7 @@ def run() -> list[dict[str, Any]]:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ctx = BenchContext(work, {"image_url": jpeg}, "speaking.mp4")
+        ctx = FakeContext(work, {"image_url": jpeg}, output_name="speaking.mp4")
         runs = [lip_sync, lambda: _bare_encode_square(work / "bare.mp4", rgb_frames)]
         for warm_up in runs:  # untimed: model load, caches, x264's first init
             warm_up()

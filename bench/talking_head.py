@@ -23,7 +23,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchContext, medians
+from bench.common import medians
+from kinema.testing import FakeContext
 
 FPS, SECONDS, RATE = 25, 5.0, 48000
 FRAMES = round(SECONDS * FPS)
@@ -109,9 +110,8 @@ def _rows(size: int, image: Any, audio: Any, work: Path) -> list[dict[str, Any]]
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "PNG")
-    ctx = BenchContext(
-        work, {"image_url": buffer.getvalue(), "audio_url": _wav(audio)}, "talking_head.mp4"
-    )
+    inputs = {"image_url": buffer.getvalue(), "audio_url": _wav(audio)}
+    ctx = FakeContext(work, inputs, output_name="talking_head.mp4")
     request = RenderRequest(
         model="veed/fabric-1.0",
         capability=TALKING_HEAD,

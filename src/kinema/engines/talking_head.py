@@ -12,7 +12,6 @@ GIL): a 5 s clip takes ~1.2x a plain PyAV encode of its frames (`bench/talking_h
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from typing import ClassVar
 
@@ -40,10 +39,9 @@ class TalkingHeadEngine(Engine):
 
         from kinema.media.faces import preload
 
-        # A missing model must not stop the worker from starting (its other engines
-        # still work): each job then fails with the error that says how to install it.
-        with contextlib.suppress(EngineError):
-            preload()
+        # Loads the face models now, not on the first job's clock. If that fails, the
+        # registry disables this engine only; the worker serves its other engines.
+        preload()
 
     def generate(self, request: RenderRequest, ctx: Context) -> None:
         from kinema.media.audio import decode_audio
