@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support import KinemaServer, MediaServer, make_face, make_image, make_speech_mp3
+
+if TYPE_CHECKING:
+    from kinema.testing import InProcess
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +32,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KinemaServer]:
     srv.start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    """The whole service in this process (the configured default engines, one SQLite file,
+    local storage), shared by a module's tests. No worker runs in the background: a test
+    runs the queued jobs with `service.work()` (see `tests.support.finish`)."""
+    from kinema.testing import in_process
+
+    with in_process(tmp_path_factory.mktemp("in-process")) as kinema:
+        yield kinema

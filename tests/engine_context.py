@@ -1,53 +1,21 @@
-"""A Context for running engines in tests: inputs from a dict or data: URIs, progress
-recorded, cancellation on demand (immediately or after some progress reports)."""
+"""Helpers for engine tests: the fake Context (`kinema.testing.FakeContext`: inputs from a
+dict or data: URIs, progress recorded, cancellation on demand), data: URIs and pictures."""
 
 from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from kinema.engines.base import Context
-from kinema.errors import InputError
-from kinema.specs.base import MediaRef
+from kinema.testing import FakeContext
 
+__all__ = ["EngineTestContext", "data_uri", "encode_image", "luma_psnr", "picture", "psnr"]
 
-class EngineTestContext(Context):
-    def __init__(
-        self,
-        work_dir: Path,
-        inputs: dict[str, bytes] | None = None,
-        cancel_after: int | None = None,
-        output_name: str = "out.mp4",
-    ) -> None:
-        self.work_dir = work_dir
-        self.output_path = work_dir / output_name
-        self.inputs = dict(inputs or {})
-        self.cancel_after = cancel_after  # cancel once this many progress reports came
-        self.reports: list[float] = []
-        self.fetched: list[str] = []
-
-    def progress(self, fraction: float) -> None:
-        self.reports.append(fraction)
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel_after is not None and len(self.reports) >= self.cancel_after
-
-    def fetch(self, ref: MediaRef) -> bytes:
-        self.fetched.append(ref.field)
-        if ref.field in self.inputs:
-            return self.inputs[ref.field]
-        if ref.url.startswith("data:") and "," in ref.url:
-            header, payload = ref.url.split(",", 1)
-            if header.endswith(";base64"):
-                return base64.b64decode(payload)
-        raise InputError(ref.field, "the test context has no bytes for this input")
+EngineTestContext = FakeContext  # the one fake Context, shipped in kinema.testing
 
 
 def data_uri(data: bytes, mime: str) -> str:

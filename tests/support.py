@@ -16,11 +16,14 @@ from contextlib import contextmanager, suppress
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from kinema.testing import InProcess
 
 TEST_KEY = "kn-test-key-0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -191,3 +194,14 @@ def running(server: KinemaServer) -> Iterator[KinemaServer]:
         yield server
     finally:
         server.stop()
+
+
+def finish(
+    service: InProcess, client: httpx.Client, gen_id: str, path: str = "/v2/video/generations"
+) -> dict[str, Any]:
+    """In-process counterpart of `wait_for`: run every queued job to its end on this
+    thread, then poll `gen_id` once; it must have finished."""
+    service.work()
+    body: dict[str, Any] = client.get(path, params={"generation_id": gen_id}).json()
+    assert body["status"] in ("completed", "error"), body
+    return body

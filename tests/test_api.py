@@ -1,22 +1,43 @@
-"""The wire contract against a live `kinema serve`: envelopes, auth, isolation, limits,
-headers, legacy routes, OpenAPI."""
+"""The wire contract, in-process (`kinema.testing`: the app under httpx's ASGITransport,
+the default engines, and jobs run by `service.work()` where a test waits for one):
+envelopes, auth, isolation, limits, headers, legacy routes, OpenAPI. The few checks that
+need a real `kinema serve` (sockets, worker processes) are in tests/test_api_process.py."""
 
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
-from tests.support import KinemaServer, MediaServer, make_image, wait_for
+import kinema.api.auth
+from kinema.cli import main
+from kinema.testing import InProcess
+from tests.support import MediaServer, finish, make_image
 from tests.videos import assert_video, download
 
 UNIFIED = "/v2/video/generations"
 MINIMAX = "/v2/generate/video/minimax/generation"
 PIXVERSE = "/v2/generate/video/pixverse/generation"
+
+
+@pytest.fixture(scope="module")
+def api(service: InProcess) -> Iterator[httpx.Client]:
+    """A client of the module's in-process service, with the test key."""
+    with service.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def anon(service: InProcess) -> Iterator[httpx.Client]:
+    """The same service without an API key (signed video links, health, docs)."""
+    with service.client() as client:
+        del client.headers["Authorization"]
+        yield client
 
 
 def data_uri(data: bytes, mime: str = "image/png") -> str:
@@ -33,142 +54,138 @@ def assert_envelope(response: httpx.Response, status: int) -> dict[str, object]:
     return body
 
 
-def test_submit_and_poll_shapes(server: KinemaServer, media: MediaServer, tmp_path: Path) -> None:
-    with server.client() as c:
-        r = c.post(UNIFIED, json={
-            "model": "pixverse/v5/image-to-video", "prompt": "zoom in slowly",
-            "image_url": f"{media.base}/landscape.png", "resolution": "360P", "duration": "5",
-        })  # fmt: skip
-        assert r.status_code == 201, r.text
-        submitted = r.json()
-        assert set(submitted) == {"id", "status", "meta"}
-        assert submitted["status"] == "queued"
-        assert submitted["meta"]["usage"]["credits_used"] == 300_000
-        gen_id = submitted["id"]
-        assert r.headers["x-inference-id"] == gen_id
+def test_submit_and_poll_shapes(
+    service: InProcess, api: httpx.Client, anon: httpx.Client, media: MediaServer, tmp_path: Path
+) -> None:
+    r = api.post(UNIFIED, json={
+        "model": "pixverse/v5/image-to-video", "prompt": "zoom in slowly",
+        "image_url": f"{media.base}/landscape.png", "resolution": "360P", "duration": "5",
+    })  # fmt: skip
+    assert r.status_code == 201, r.text
+    submitted = r.json()
+    assert set(submitted) == {"id", "status", "meta"}
+    assert submitted["status"] == "queued"
+    assert submitted["meta"]["usage"]["credits_used"] == 300_000
+    gen_id = submitted["id"]
+    assert r.headers["x-inference-id"] == gen_id
 
-        first = c.get(UNIFIED, params={"generation_id": gen_id})
-        assert first.headers["x-inference-id"] == gen_id
-        body = first.json()
-        assert body["status"] in ("queued", "generating", "completed")
-        if body["status"] != "completed":
-            assert 0 <= body["progress"] <= 100 and body["queue_position"] >= 0
-        done = wait_for(c, gen_id)
-        assert done["status"] == "completed", done
-        assert done["error"] is None and "progress" not in done
-        video = done["video"]
-        assert set(video) == {
-            "url",
-            "content_type",
-            "file_name",
-            "file_size",
-            "duration",
-            "width",
-            "height",
-        }
-        assert video["content_type"] == "video/mp4" and (video["width"], video["height"]) == (
-            640,
-            360,
-        )
-        mp4 = download(video["url"], tmp_path / "out.mp4")
-        assert_video(mp4, seconds=5, short_side=360, audio=False, aspect=16 / 9)
-        assert done["meta"]["usage"]["credits_used"] == 300_000
-        # URLs are signed fresh per poll and work without the API key, with Range.
-        again = c.get(UNIFIED, params={"generation_id": gen_id}).json()["video"]["url"]
-        ranged = httpx.get(again, headers={"Range": "bytes=0-99"})
-        assert ranged.status_code == 206 and len(ranged.content) == 100
-        assert ranged.content[4:8] == b"ftyp"
-        tampered = again.replace("signature=", "signature=x")
-        assert httpx.get(tampered).status_code == 404
-
-
-def test_legacy_minimax_route(server: KinemaServer, media: MediaServer) -> None:
-    with server.client() as c:
-        r = c.post(MINIMAX, json={
-            "model": "video-01", "prompt": "static shot",
-            "first_frame_image": f"{media.base}/portrait.jpg", "prompt_optimizer": False,
-        })  # fmt: skip
-        assert r.status_code == 201, r.text
-        assert set(r.json()) == {"generation_id", "status", "meta"}
-        gen_id = r.json()["generation_id"]
-        done = wait_for(c, gen_id, path=MINIMAX)
-        assert done["status"] == "completed" and done["id"] == gen_id
-        # The unified field name is not part of the legacy schema.
-        bad = c.post(MINIMAX, json={"model": "video-01", "prompt": "x", "image_url": "http://a"})
-        body = assert_envelope(bad, 400)
-        assert "first_frame_image" in str(body["details"])
+    first = api.get(UNIFIED, params={"generation_id": gen_id})
+    assert first.headers["x-inference-id"] == gen_id
+    body = first.json()
+    assert body["status"] == "queued"  # nothing runs a job until the test does
+    assert 0 <= body["progress"] <= 100 and body["queue_position"] >= 0
+    done = finish(service, api, gen_id)
+    assert done["status"] == "completed", done
+    assert done["error"] is None and "progress" not in done
+    video = done["video"]
+    assert set(video) == {
+        "url",
+        "content_type",
+        "file_name",
+        "file_size",
+        "duration",
+        "width",
+        "height",
+    }
+    assert video["content_type"] == "video/mp4" and (video["width"], video["height"]) == (
+        640,
+        360,
+    )
+    mp4 = download(video["url"], tmp_path / "out.mp4", client=anon)
+    assert_video(mp4, seconds=5, short_side=360, audio=False, aspect=16 / 9)
+    assert done["meta"]["usage"]["credits_used"] == 300_000
+    # URLs are signed fresh per poll and work without the API key, with Range.
+    again = api.get(UNIFIED, params={"generation_id": gen_id}).json()["video"]["url"]
+    ranged = anon.get(again, headers={"Range": "bytes=0-99"})
+    assert ranged.status_code == 206 and len(ranged.content) == 100
+    assert ranged.content[4:8] == b"ftyp"
+    tampered = again.replace("signature=", "signature=x")
+    assert anon.get(tampered).status_code == 404
 
 
-def test_legacy_pixverse_has_aspect_ratio_but_no_lip_sync(server: KinemaServer) -> None:
-    with server.client() as c:
-        base = {"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://x/a"}
-        ok = c.post(PIXVERSE, json={**base, "aspect_ratio": "1:2"})
-        assert "aspect_ratio" in str(assert_envelope(ok, 400)["details"])
-        lip = c.post(PIXVERSE, json={**base, "lip_sync_tts_content": "hi"})
-        assert "lip_sync_tts_content" in str(assert_envelope(lip, 400)["details"])
-        unified = c.post(UNIFIED, json={**base, "aspect_ratio": "16:9"})
-        assert "aspect_ratio" in str(assert_envelope(unified, 400)["details"])
+def test_legacy_minimax_route(service: InProcess, api: httpx.Client, media: MediaServer) -> None:
+    r = api.post(MINIMAX, json={
+        "model": "video-01", "prompt": "static shot",
+        "first_frame_image": f"{media.base}/portrait.jpg", "prompt_optimizer": False,
+    })  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert set(r.json()) == {"generation_id", "status", "meta"}
+    gen_id = r.json()["generation_id"]
+    done = finish(service, api, gen_id, path=MINIMAX)
+    assert done["status"] == "completed" and done["id"] == gen_id
+    # The unified field name is not part of the legacy schema.
+    bad = api.post(MINIMAX, json={"model": "video-01", "prompt": "x", "image_url": "http://a"})
+    body = assert_envelope(bad, 400)
+    assert "first_frame_image" in str(body["details"])
 
 
-def test_auth(server: KinemaServer) -> None:
+def test_legacy_pixverse_has_aspect_ratio_but_no_lip_sync(api: httpx.Client) -> None:
+    base = {"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://x/a"}
+    ok = api.post(PIXVERSE, json={**base, "aspect_ratio": "1:2"})
+    assert "aspect_ratio" in str(assert_envelope(ok, 400)["details"])
+    lip = api.post(PIXVERSE, json={**base, "lip_sync_tts_content": "hi"})
+    assert "lip_sync_tts_content" in str(assert_envelope(lip, 400)["details"])
+    unified = api.post(UNIFIED, json={**base, "aspect_ratio": "16:9"})
+    assert "aspect_ratio" in str(assert_envelope(unified, 400)["details"])
+
+
+def test_auth(anon: httpx.Client) -> None:
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
-        r = httpx.get(server.base_url + UNIFIED, params={"generation_id": "x"}, headers=headers)
+        r = anon.get(UNIFIED, params={"generation_id": "x"}, headers=headers)
         body = assert_envelope(r, 401)
         assert "valid API key" in str(body["message"])
-    r = httpx.post(server.base_url + UNIFIED, json={"model": "video-01"})
+    r = anon.post(UNIFIED, json={"model": "video-01"})
     assert_envelope(r, 401)
 
 
-def _cli(server: KinemaServer, *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "kinema", *args], env=server.env, check=True,
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
+def _keys(service: InProcess, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """`kinema keys COMMAND ARGS...` on the service's data dir (in-process): its stdout."""
+    command, *rest = args
+    code = main(["keys", command, "--data-dir", str(service.settings.data_dir), *rest])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
 
 
-def test_keys_isolation_credits_and_revocation(server: KinemaServer, media: MediaServer) -> None:
-    out = _cli(server, "keys", "create", "--name", "poor", "--credits", "500000")
-    poor = out.strip().splitlines()[-1]
-    other = _cli(server, "keys", "create", "--name", "other").strip().splitlines()[-1]
-    assert "poor" in _cli(server, "keys", "list")
+def test_keys_isolation_credits_and_revocation(
+    service: InProcess,
+    api: httpx.Client,
+    media: MediaServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = _keys(service, capsys, "create", "--name", "poor", "--credits", "500000")
+    poor = {"Authorization": f"Bearer {out.strip().splitlines()[-1]}"}
+    out = _keys(service, capsys, "create", "--name", "other")
+    other = {"Authorization": f"Bearer {out.strip().splitlines()[-1]}"}
+    assert "poor" in _keys(service, capsys, "list")
     body = {"model": "video-01", "prompt": "pan left", "image_url": f"{media.base}/wide.jpg"}
-    with httpx.Client(base_url=server.base_url, timeout=30) as c:
-        first = c.post(UNIFIED, json=body, headers={"Authorization": f"Bearer {poor}"})
-        assert first.status_code == 201, first.text  # 432,000 of 500,000
-        gen_id = first.json()["id"]
-        second = c.post(UNIFIED, json=body, headers={"Authorization": f"Bearer {poor}"})
-        assert "run out of credits" in str(assert_envelope(second, 403)["message"])
-        # Another key cannot see it: 404, same as an unknown id.
-        r = c.get(
-            UNIFIED, params={"generation_id": gen_id}, headers={"Authorization": f"Bearer {other}"}
-        )
-        assert_envelope(r, 404)
-        r = c.get(
-            UNIFIED,
-            params={"generation_id": "does-not-exist"},
-            headers={"Authorization": f"Bearer {other}"},
-        )
-        assert_envelope(r, 404)
-        done = wait_for(
-            httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {poor}"}),
-            gen_id,
-        )
-        assert done["status"] == "completed"
-        assert done["meta"]["usage"]["credits_used"] == 432_000
-        # Finished jobs are served from the API's cache: still private to their key.
-        r = c.get(UNIFIED, params={"generation_id": gen_id},
-                  headers={"Authorization": f"Bearer {other}"})  # fmt: skip
-        assert_envelope(r, 404)
-        listing = _cli(server, "keys", "list")
-        assert "68000" in listing  # 500,000 - 432,000 charged at completion
-        _cli(server, "keys", "revoke", poor[:10])
-        import time
-
-        time.sleep(2.5)  # the API caches a verified key for 2 s
-        r = c.get(
-            UNIFIED, params={"generation_id": gen_id}, headers={"Authorization": f"Bearer {poor}"}
-        )
-        assert_envelope(r, 401)
+    first = api.post(UNIFIED, json=body, headers=poor)
+    assert first.status_code == 201, first.text  # 432,000 of 500,000
+    gen_id = first.json()["id"]
+    second = api.post(UNIFIED, json=body, headers=poor)
+    assert "run out of credits" in str(assert_envelope(second, 403)["message"])
+    # Another key cannot see it: 404, same as an unknown id.
+    r = api.get(UNIFIED, params={"generation_id": gen_id}, headers=other)
+    assert_envelope(r, 404)
+    r = api.get(UNIFIED, params={"generation_id": "does-not-exist"}, headers=other)
+    assert_envelope(r, 404)
+    service.work()
+    done = api.get(UNIFIED, params={"generation_id": gen_id}, headers=poor).json()
+    assert done["status"] == "completed"
+    assert done["meta"]["usage"]["credits_used"] == 432_000
+    # Finished jobs are served from the API's cache: still private to their key.
+    r = api.get(UNIFIED, params={"generation_id": gen_id}, headers=other)
+    assert_envelope(r, 404)
+    listing = _keys(service, capsys, "list")
+    assert "68000" in listing  # 500,000 - 432,000 charged at completion
+    _keys(service, capsys, "revoke", poor["Authorization"].removeprefix("Bearer ")[:10])
+    # The API caches a verified key for `auth_cache_seconds`: move the cache's clock past
+    # that instead of sleeping through it.
+    later = time.monotonic() + service.settings.auth_cache_seconds + 0.5
+    monkeypatch.setattr(kinema.api.auth, "time", SimpleNamespace(monotonic=lambda: later))
+    r = api.get(UNIFIED, params={"generation_id": gen_id}, headers=poor)
+    assert_envelope(r, 401)
 
 
 @pytest.mark.parametrize(
@@ -291,10 +308,9 @@ def test_keys_isolation_credits_and_revocation(server: KinemaServer, media: Medi
     ],
 )
 def test_validation_errors(
-    server: KinemaServer, body: dict[str, object], field: str, fragment: str
+    api: httpx.Client, body: dict[str, object], field: str, fragment: str
 ) -> None:
-    with server.client() as c:
-        r = c.post(UNIFIED, json=body)
+    r = api.post(UNIFIED, json=body)
     out = assert_envelope(r, 400)
     assert out["message"] == "Body validation error!"
     details = out["details"]
@@ -304,125 +320,104 @@ def test_validation_errors(
     assert fragment.lower() in str(hit).lower(), hit
 
 
-def test_invalid_json_and_non_object(server: KinemaServer) -> None:
-    with server.client() as c:
-        r = c.post(UNIFIED, content=b"{not json", headers={"content-type": "application/json"})
-        assert "not valid JSON" in str(assert_envelope(r, 400)["details"])
-        r = c.post(UNIFIED, json=[1, 2])
-        assert "JSON object" in str(assert_envelope(r, 400)["details"])
-        r = c.get(UNIFIED)
-        assert "generation_id" in str(assert_envelope(r, 400)["details"])
+def test_invalid_json_and_non_object(api: httpx.Client) -> None:
+    r = api.post(UNIFIED, content=b"{not json", headers={"content-type": "application/json"})
+    assert "not valid JSON" in str(assert_envelope(r, 400)["details"])
+    r = api.post(UNIFIED, json=[1, 2])
+    assert "JSON object" in str(assert_envelope(r, 400)["details"])
+    r = api.get(UNIFIED)
+    assert "generation_id" in str(assert_envelope(r, 400)["details"])
 
 
-def test_missing_capability_is_refused_at_submit(server: KinemaServer) -> None:
+def test_missing_capability_is_refused_at_submit(api: httpx.Client) -> None:
     # No text-to-video engine exists: a prompt without an image cannot be served.
     cases = [
         {"model": "video-01", "prompt": "a cat"},
         {"model": "veo-3.1-lite-generate-001", "prompt": "a cat"},
     ]
-    with server.client() as c:
-        for body in cases:
-            out = assert_envelope(c.post(UNIFIED, json=body), 400)
-            assert "has no engine for 'text-to-video'" in str(out["message"]), out
+    for body in cases:
+        out = assert_envelope(api.post(UNIFIED, json=body), 400)
+        assert "has no engine for 'text-to-video'" in str(out["message"]), out
 
 
-def test_lip_sync_text_must_fit_and_come_with_a_speaker(server: KinemaServer) -> None:
+def test_lip_sync_text_must_fit_and_come_with_a_speaker(api: httpx.Client) -> None:
     base = {"model": "pixverse/v5/image-to-video", "prompt": "p", "image_url": "http://a/b"}
-    with server.client() as c:
-        long_text = "This sentence is far too long to be spoken in five seconds. " * 6
-        r = c.post(UNIFIED, json={**base, "lip_sync_tts_content": long_text,
-                                  "lip_sync_tts_speaker": "Mason"})  # fmt: skip
-        out = assert_envelope(r, 400)
-        assert out["details"][0]["field"] == "lip_sync_tts_content"
-        assert "longer than the video" in out["details"][0]["message"]
-        for half in ({"lip_sync_tts_content": "Hello"}, {"lip_sync_tts_speaker": "Ava"}):
-            out = assert_envelope(c.post(UNIFIED, json={**base, **half}), 400)
-            assert "must be sent together" in str(out["details"])
+    long_text = "This sentence is far too long to be spoken in five seconds. " * 6
+    r = api.post(UNIFIED, json={**base, "lip_sync_tts_content": long_text,
+                                "lip_sync_tts_speaker": "Mason"})  # fmt: skip
+    out = assert_envelope(r, 400)
+    assert out["details"][0]["field"] == "lip_sync_tts_content"
+    assert "longer than the video" in out["details"][0]["message"]
+    for half in ({"lip_sync_tts_content": "Hello"}, {"lip_sync_tts_speaker": "Ava"}):
+        out = assert_envelope(api.post(UNIFIED, json={**base, **half}), 400)
+        assert "must be sent together" in str(out["details"])
 
 
-def test_accepted_spellings(server: KinemaServer, media: MediaServer) -> None:
+def test_accepted_spellings(service: InProcess, api: httpx.Client, media: MediaServer) -> None:
     """duration as "8" or 8, resolution in any case, both Veo Lite ids, tail_image_url."""
     image = f"{media.base}/wide.jpg"
-    with server.client() as c:
-        for body in [
-            {
-                "model": "google/veo-3.1-i2v-fast",
-                "prompt": "p",
-                "image_url": image,
-                "duration": "4",
-                "resolution": "720P",
-                "generate_audio": False,
-            },
-            {
-                "model": "veo-3.1-lite-generate-001",
-                "prompt": "p",
-                "image_url": image,
-                "duration": 4,
-                "resolution": "720p",
-            },
-        ]:
-            r = c.post(UNIFIED, json=body)
-            assert r.status_code == 201, r.text
-            done = wait_for(c, r.json()["id"])
-            assert done["status"] == "completed", done
-            assert done["video"]["duration"] == pytest.approx(4, abs=0.05)
-            assert min(done["video"]["width"], done["video"]["height"]) == 720
+    for body in [
+        {
+            "model": "google/veo-3.1-i2v-fast",
+            "prompt": "p",
+            "image_url": image,
+            "duration": "4",
+            "resolution": "720P",
+            "generate_audio": False,
+        },
+        {
+            "model": "veo-3.1-lite-generate-001",
+            "prompt": "p",
+            "image_url": image,
+            "duration": 4,
+            "resolution": "720p",
+        },
+    ]:
+        r = api.post(UNIFIED, json=body)
+        assert r.status_code == 201, r.text
+        done = finish(service, api, r.json()["id"])
+        assert done["status"] == "completed", done
+        assert done["video"]["duration"] == pytest.approx(4, abs=0.05)
+        assert min(done["video"]["width"], done["video"]["height"]) == 720
 
 
-def test_body_too_large(server: KinemaServer) -> None:
-    big = b"x" * (65 * 1024 * 1024)
-    with server.client() as c:
-        r = c.post(UNIFIED, content=big, headers={"content-type": "application/json"})
-        assert_envelope(r, 413)
-
-        def chunks():  # no Content-Length: counted while reading
-            for _ in range(65):
-                yield b"x" * (1024 * 1024)
-
-        r = c.post(UNIFIED, content=chunks(), headers={"content-type": "application/json"})
-        assert_envelope(r, 413)
-        assert c.get("/health").status_code == 200  # still serving
+def test_request_ids(api: httpx.Client) -> None:
+    r = api.get("/health", headers={"X-Client-Request-Id": "abc-123:x.y_z"})
+    assert r.headers["x-client-request-id"] == "abc-123:x.y_z"
+    assert r.headers["x-inference-id"]
+    r = api.get("/health", headers={"X-Client-Request-Id": "bad id!"})
+    assert "x-client-request-id" not in r.headers
+    r = api.get("/nope")
+    assert_envelope(r, 404)
 
 
-def test_request_ids(server: KinemaServer) -> None:
-    with server.client() as c:
-        r = c.get("/health", headers={"X-Client-Request-Id": "abc-123:x.y_z"})
-        assert r.headers["x-client-request-id"] == "abc-123:x.y_z"
-        assert r.headers["x-inference-id"]
-        r = c.get("/health", headers={"X-Client-Request-Id": "bad id!"})
-        assert "x-client-request-id" not in r.headers
-        r = c.get("/nope")
-        assert_envelope(r, 404)
-
-
-def test_inline_media_is_checked_at_submit(server: KinemaServer) -> None:
-    with server.client() as c:
-        cases = [
-            (data_uri(b"not an image at all"), "not"),
-            ("data:image/png;base64,!!!", "base64"),
-            (data_uri(make_image(300, 600, "PNG")), "300"),  # video-01: short side > 300
-            (data_uri(make_image(800, 310, "PNG")), "aspect"),  # wider than 5:2
-            (data_uri(make_image(640, 480, "WEBP")), "webp"),  # video-01: JPG/PNG only
-            (data_uri(b"\x89PNG\r\n\x1a\n" + bytes(21 * 1024 * 1024)), "20"),  # > 20 MB
-        ]
-        for uri, fragment in cases:
-            r = c.post(UNIFIED, json={"model": "video-01", "prompt": "p", "image_url": uri})
-            out = assert_envelope(r, 400)
-            assert fragment.lower() in str(out["details"]).lower(), out
-        ok = c.post(
-            UNIFIED,
-            json={
-                "model": "video-01",
-                "prompt": "p",
-                "image_url": data_uri(make_image(640, 480, "JPEG"), "image/jpeg"),
-            },
-        )
-        assert ok.status_code == 201, ok.text
-        assert wait_for(c, ok.json()["id"])["status"] == "completed"
+def test_inline_media_is_checked_at_submit(service: InProcess, api: httpx.Client) -> None:
+    cases = [
+        (data_uri(b"not an image at all"), "not"),
+        ("data:image/png;base64,!!!", "base64"),
+        (data_uri(make_image(300, 600, "PNG")), "300"),  # video-01: short side > 300
+        (data_uri(make_image(800, 310, "PNG")), "aspect"),  # wider than 5:2
+        (data_uri(make_image(640, 480, "WEBP")), "webp"),  # video-01: JPG/PNG only
+        (data_uri(b"\x89PNG\r\n\x1a\n" + bytes(21 * 1024 * 1024)), "20"),  # > 20 MB
+    ]
+    for uri, fragment in cases:
+        r = api.post(UNIFIED, json={"model": "video-01", "prompt": "p", "image_url": uri})
+        out = assert_envelope(r, 400)
+        assert fragment.lower() in str(out["details"]).lower(), out
+    ok = api.post(
+        UNIFIED,
+        json={
+            "model": "video-01",
+            "prompt": "p",
+            "image_url": data_uri(make_image(640, 480, "JPEG"), "image/jpeg"),
+        },
+    )
+    assert ok.status_code == 201, ok.text
+    assert finish(service, api, ok.json()["id"])["status"] == "completed"
 
 
 def test_fetch_failures_fail_the_job_with_a_clear_error(
-    server: KinemaServer, media: MediaServer
+    service: InProcess, api: httpx.Client, media: MediaServer
 ) -> None:
     media.add("corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 200)
     media.add("page.jpg", b"<html>not an image</html>")
@@ -431,27 +426,26 @@ def test_fetch_failures_fail_the_job_with_a_clear_error(
         (f"{media.base}/corrupt.png", "image_url"),
         (f"{media.base}/page.jpg", "image_url"),
     ]
-    with server.client() as c:
-        for url, fragment in cases:
-            r = c.post(
-                UNIFIED,
-                json={
-                    "model": "pixverse/v5/image-to-video",
-                    "prompt": "p",
-                    "image_url": url,
-                    "resolution": "360p",
-                },
-            )
-            assert r.status_code == 201, r.text
-            done = wait_for(c, r.json()["id"])
-            assert done["status"] == "error" and done["video"] is None, done
-            assert done["error"]["name"] == "InvalidInput"
-            assert fragment in done["error"]["message"], done
-            assert done["meta"]["usage"]["credits_used"] == 0
+    for url, fragment in cases:
+        r = api.post(
+            UNIFIED,
+            json={
+                "model": "pixverse/v5/image-to-video",
+                "prompt": "p",
+                "image_url": url,
+                "resolution": "360p",
+            },
+        )
+        assert r.status_code == 201, r.text
+        done = finish(service, api, r.json()["id"])
+        assert done["status"] == "error" and done["video"] is None, done
+        assert done["error"]["name"] == "InvalidInput"
+        assert fragment in done["error"]["message"], done
+        assert done["meta"]["usage"]["credits_used"] == 0
 
 
-def test_openapi_lists_every_model(server: KinemaServer) -> None:
-    spec = httpx.get(server.base_url + "/openapi.json").json()
+def test_openapi_lists_every_model(anon: httpx.Client) -> None:
+    spec = anon.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
     for name in (
         "Fabric10",
@@ -466,20 +460,21 @@ def test_openapi_lists_every_model(server: KinemaServer) -> None:
     body = spec["paths"][UNIFIED]["post"]["requestBody"]["content"]["application/json"]
     assert len(body["schema"]["oneOf"]) == 5
     assert "veo-3.1-lite-generate-001" in body["schema"]["discriminator"]["mapping"]
-    assert httpx.get(server.base_url + "/docs").status_code == 200
+    assert anon.get("/docs").status_code == 200
 
 
-def test_health_ready_and_metrics(server: KinemaServer, media: MediaServer) -> None:
-    with server.client() as c:  # one job that completes, one that fails
-        for image in ("landscape.png", "no-such-file.png"):
-            body = {"model": "pixverse/v5/image-to-video", "prompt": "p",
-                    "image_url": f"{media.base}/{image}", "resolution": "360p"}  # fmt: skip
-            wait_for(c, c.post(UNIFIED, json=body).json()["id"])
-    assert httpx.get(server.base_url + "/health").json() == {"status": "ok"}
-    ready = httpx.get(server.base_url + "/ready").json()
+def test_health_ready_and_metrics(
+    service: InProcess, api: httpx.Client, anon: httpx.Client, media: MediaServer
+) -> None:
+    for image in ("landscape.png", "no-such-file.png"):  # one job completes, one fails
+        body = {"model": "pixverse/v5/image-to-video", "prompt": "p",
+                "image_url": f"{media.base}/{image}", "resolution": "360p"}  # fmt: skip
+        finish(service, api, api.post(UNIFIED, json=body).json()["id"])
+    assert anon.get("/health").json() == {"status": "ok"}
+    ready = anon.get("/ready").json()  # the in-process worker reported itself as it ran
     assert ready["status"] == "ok" and ready["workers"] == 1
     assert "image-to-video" in ready["capabilities"]
-    text = httpx.get(server.base_url + "/metrics").text
+    text = anon.get("/metrics").text
     assert "kinema_workers_live 1.0" in text
     assert "kinema_jobs{" in text and 'status="completed"' in text
     assert "kinema_job_run_seconds{" in text
@@ -504,7 +499,7 @@ def _wav(seconds: float, rate: int = 16000) -> bytes:
 
 
 def test_bad_media_gets_clear_errors_or_correct_output(
-    server: KinemaServer, media: MediaServer
+    service: InProcess, api: httpx.Client, media: MediaServer
 ) -> None:
     """Fabric with too-long, corrupt or silent audio; odd image modes and sizes."""
     face = f"{media.base}/face.png"
@@ -524,23 +519,22 @@ def test_bad_media_gets_clear_errors_or_correct_output(
         out = io.BytesIO()
         Image.new(mode, size, 90).save(out, "JPEG" if name.endswith("jpg") else "PNG")
         media.add(name, out.getvalue())
-    with server.client() as c:
-        # Inline audio is measured at submit: 31 s is refused before any job exists.
-        inline = data_uri(_wav(31), "audio/wav")
-        r = c.post(UNIFIED, json={"model": "veed/fabric-1.0", "image_url": face,
-                                  "audio_url": inline})  # fmt: skip
-        assert "30 s" in str(assert_envelope(r, 400)["details"])
-        jobs = {}
-        for name in ("long.wav", "corrupt.mp3", "silent.wav"):
-            r = c.post(UNIFIED, json={"model": "veed/fabric-1.0", "image_url": face,
-                                      "audio_url": f"{media.base}/{name}"})  # fmt: skip
-            jobs[name] = r.json()["id"]
-        for name in ("cmyk.jpg", "gray.png", "rgba.png", "tiny.png"):
-            r = c.post(UNIFIED, json={"model": "pixverse/v5/image-to-video", "prompt": "p",
-                                      "image_url": f"{media.base}/{name}",
-                                      "resolution": "360p"})  # fmt: skip
-            jobs[name] = r.json()["id"]
-        done = {name: wait_for(c, gen_id) for name, gen_id in jobs.items()}
+    # Inline audio is measured at submit: 31 s is refused before any job exists.
+    inline = data_uri(_wav(31), "audio/wav")
+    r = api.post(UNIFIED, json={"model": "veed/fabric-1.0", "image_url": face,
+                                "audio_url": inline})  # fmt: skip
+    assert "30 s" in str(assert_envelope(r, 400)["details"])
+    jobs = {}
+    for name in ("long.wav", "corrupt.mp3", "silent.wav"):
+        r = api.post(UNIFIED, json={"model": "veed/fabric-1.0", "image_url": face,
+                                    "audio_url": f"{media.base}/{name}"})  # fmt: skip
+        jobs[name] = r.json()["id"]
+    for name in ("cmyk.jpg", "gray.png", "rgba.png", "tiny.png"):
+        r = api.post(UNIFIED, json={"model": "pixverse/v5/image-to-video", "prompt": "p",
+                                    "image_url": f"{media.base}/{name}",
+                                    "resolution": "360p"})  # fmt: skip
+        jobs[name] = r.json()["id"]
+    done = {name: finish(service, api, gen_id) for name, gen_id in jobs.items()}
     assert done["long.wav"]["status"] == "error"
     assert "audio_url" in done["long.wav"]["error"]["message"]
     assert "30" in done["long.wav"]["error"]["message"]
@@ -552,24 +546,25 @@ def test_bad_media_gets_clear_errors_or_correct_output(
         assert done[name]["status"] == "completed", (name, done[name])
 
 
-def test_person_generation_and_dialogue(server: KinemaServer, media: MediaServer) -> None:
+def test_person_generation_and_dialogue(
+    service: InProcess, api: httpx.Client, media: MediaServer
+) -> None:
     face = f"{media.base}/face.png"
-    with server.client() as c:
-        refused = c.post(UNIFIED, json={
-            "model": "veo-3.1-lite-generate-001", "prompt": "a calm portrait",
-            "image_url": face, "duration": 4, "person_generation": "dont_allow",
-        })  # fmt: skip
-        allowed = c.post(UNIFIED, json={
-            "model": "veo-3.1-lite-generate-001", "prompt": "a calm gradient",
-            "image_url": f"{media.base}/landscape.png", "duration": 4,
-            "person_generation": "dont_allow", "generate_audio": False,
-        })  # fmt: skip
-        talking = c.post(UNIFIED, json={
-            "model": "google/veo-3.1-i2v-fast", "prompt": "She smiles and says: 'Good morning'",
-            "image_url": face, "duration": 4, "resolution": "720p",
-        })  # fmt: skip
-        done = {k: wait_for(c, r.json()["id"]) for k, r in
-                {"refused": refused, "allowed": allowed, "talking": talking}.items()}  # fmt: skip
+    refused = api.post(UNIFIED, json={
+        "model": "veo-3.1-lite-generate-001", "prompt": "a calm portrait",
+        "image_url": face, "duration": 4, "person_generation": "dont_allow",
+    })  # fmt: skip
+    allowed = api.post(UNIFIED, json={
+        "model": "veo-3.1-lite-generate-001", "prompt": "a calm gradient",
+        "image_url": f"{media.base}/landscape.png", "duration": 4,
+        "person_generation": "dont_allow", "generate_audio": False,
+    })  # fmt: skip
+    talking = api.post(UNIFIED, json={
+        "model": "google/veo-3.1-i2v-fast", "prompt": "She smiles and says: 'Good morning'",
+        "image_url": face, "duration": 4, "resolution": "720p",
+    })  # fmt: skip
+    done = {k: finish(service, api, r.json()["id"]) for k, r in
+            {"refused": refused, "allowed": allowed, "talking": talking}.items()}  # fmt: skip
     assert done["refused"]["status"] == "error"
     assert "person_generation" in done["refused"]["error"]["message"]
     assert "image_url" in done["refused"]["error"]["message"]

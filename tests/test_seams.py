@@ -5,6 +5,7 @@ with an event log, the dialect's typed responses — driven in-process through
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import ClassVar
 
@@ -83,7 +84,7 @@ def test_progress_events_are_coarse_and_cancellation_goes_through_ctx(tmp_path: 
         assert events[-1].status == Status.COMPLETED
         progress = [e.progress for e in events if e.kind == "progress"]
         assert progress == sorted(progress)
-        assert all(b // 5 > a // 5 for a, b in zip(progress, progress[1:], strict=False))
+        assert all(b // 5 > a // 5 for a, b in itertools.pairwise(progress))
 
 
 def test_unknown_capability_is_a_400_naming_the_missing_engine(tmp_path: Path) -> None:
@@ -125,9 +126,7 @@ def test_engine_options_from_environment_json_and_toml(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "kinema.toml"
-    config.write_text(
-        'workers = 3\n[engine_options.motion]\nfps = 30\ndefault_seconds = 4.0\n'
-    )
+    config.write_text("workers = 3\n[engine_options.motion]\nfps = 30\ndefault_seconds = 4.0\n")
     monkeypatch.setenv("KINEMA_CONFIG", str(config))
     settings = Settings()
     assert settings.workers == 3

@@ -41,8 +41,11 @@ def probe(path: Path) -> Probe:
         )
 
 
-def download(url: str, target: Path) -> Path:
-    with httpx.stream("GET", url, timeout=60) as response:
+def download(url: str, target: Path, client: httpx.Client | None = None) -> Path:
+    """Fetch a video URL into `target`: over the network, or through `client` (an
+    in-process one answers `http://kinema.test/files/...` links itself)."""
+    stream = httpx.stream("GET", url, timeout=60) if client is None else client.stream("GET", url)
+    with stream as response:
         response.raise_for_status()
         assert response.headers["content-type"] == "video/mp4"
         with open(target, "wb") as handle:
