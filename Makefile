@@ -18,13 +18,13 @@ MEDIAPIPE := mediapipe==0.10.21
 # Runtime install: the service plus the local CPU engines' dependencies.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[engines,postgres,s3]'
-	$(BIN)/pip install --quiet --no-deps $(MEDIAPIPE)
+	$(BIN)/kinema setup --quiet
 	touch $@
 
 # Dev install: everything above plus the test and lint tools.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[engines,postgres,s3,dev]'
-	$(BIN)/pip install --quiet --no-deps $(MEDIAPIPE)
+	$(BIN)/kinema setup --quiet
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

@@ -141,7 +141,7 @@ def test_engine_options_from_environment_json_and_toml(
 
 
 def test_unknown_engine_or_option_is_a_start_up_error() -> None:
-    with pytest.raises(ConfigError, match="unknown engine 'warp'.*installed engines: .*motion"):
+    with pytest.raises(ConfigError, match=r"unknown engine 'warp'.*installed engines: .*motion"):
         EngineSet.configure(["warp"], {})
     with pytest.raises(ConfigError, match="engine 'motion': unknown option 'fsp'"):
         EngineSet.configure(["motion"], {"motion": {"fsp": 30}})

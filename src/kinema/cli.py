@@ -138,6 +138,12 @@ def cmd_keys_credit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    from kinema.setup_command import run_setup
+
+    return run_setup(engines=args.engines, check_only=args.check, quiet=args.quiet)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kinema.cli_client import OneLineParser, add_commands
 
@@ -177,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     amount.add_argument("--add", type=int, help="credits to add (2,000,000 = $1)")
     amount.add_argument("--unlimited", action="store_true")
     credit.set_defaults(func=cmd_keys_credit)
+
+    from kinema.setup_command import add_arguments as setup_arguments
+
+    setup = sub.add_parser(
+        "setup", help="install what pip extras cannot (the face-landmark model); check engines"
+    )
+    setup_arguments(setup)
+    setup.set_defaults(func=cmd_setup)
 
     add_commands(sub)
     return parser

@@ -52,6 +52,15 @@ def _respond(rendered: Rendered) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def allowed_methods(routed: str, dialect: Dialect, path: str) -> str:
+    """`Allow` of a 405: the methods FastAPI routes here plus GET where the dialect
+    answers polls ahead of FastAPI (kinema.api.polling), so FastAPI never sees them."""
+    methods = [m.strip() for m in routed.split(",") if m.strip()]
+    if dialect.poll_id(path, b"") is not None and "GET" not in methods:
+        methods.append("GET")
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI, render: ErrorRenderer) -> None:
     @app.exception_handler(KinemaError)
     async def _kinema_error(request: Request, exc: KinemaError) -> JSONResponse:
@@ -76,10 +85,12 @@ def install(app: FastAPI, render: ErrorRenderer) -> None:
         if exc.status_code == 404:
             return _respond(render(NotFound(f"Cannot {request.method} {path}"), path, rid))
         message = exc.detail if isinstance(exc.detail, str) else "Error"
-        status, body, _ = render.dialect_for(path).render_status(
-            exc.status_code, message, path, rid
-        )
-        return JSONResponse(body, status_code=status, headers=exc.headers)
+        dialect = render.dialect_for(path)
+        status, body, _ = dialect.render_status(exc.status_code, message, path, rid)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(headers.get("Allow", ""), dialect, path)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> Response:

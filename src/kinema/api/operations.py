@@ -10,13 +10,14 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from kinema.store import QUEUED, JobStore
@@ -85,16 +86,39 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     return {"0.5": cuts[49], "0.99": cuts[98]}
 
 
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ok"]
+    database: Literal["ok"]
+    workers: int = Field(description=f"Workers seen in the last {LIVE_SECONDS:g} s.")
+    capabilities: list[str] = Field(description="What those workers can render.")
+
+
+class NotReady(BaseModel):
+    status: Literal["unavailable"]
+    database: str = Field(description="The job store's error, by class name.")
+
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
 def router(store: JobStore) -> APIRouter:
     api = APIRouter(tags=["Operations"])
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store))
 
-    @api.get("/health", summary="Liveness: the process answers")
+    @api.get("/health", summary="Liveness: the process answers", response_model=Health)
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/ready", summary="Readiness: the job store answers; live workers")
+    @api.get(
+        "/ready", summary="Readiness: the job store answers; live workers",
+        response_model=Ready,
+        responses={503: {"model": NotReady, "description": "The job store does not answer."}},
+    )  # fmt: skip
     def ready() -> JSONResponse:
         try:
             live = store.workers(LIVE_SECONDS)
@@ -106,9 +130,15 @@ def router(store: JobStore) -> APIRouter:
             {"status": "ok", "database": "ok", "workers": len(live), "capabilities": capabilities}
         )
 
-    @api.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @api.get(
+        "/metrics", summary="Prometheus metrics", response_class=Response,
+        responses={200: {
+            "description": "Prometheus text exposition format 0.0.4.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }},
+    )  # fmt: skip
     async def metrics() -> Response:
         body = await run_in_threadpool(generate_latest, registry)
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(body, media_type=METRICS_TYPE)
 
     return api

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Request
@@ -34,7 +36,8 @@ from kinema.errors import (
 )
 from kinema.jobs.model import PENDING, Status
 from kinema.jobs.submission import Submitter
-from kinema.specs import ROUTE_INFO, Route
+from kinema.specs import ROUTE_INFO, ModelSpec, Route
+from kinema.specs.base import MediaUrl
 from kinema.storage import BlobStorage
 from kinema.store import JobStatus
 
@@ -181,6 +184,66 @@ def generation_id_of(query_string: bytes) -> str:
     return ""
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 4300:  # Python's own limit for int(str)
+        raise ValueError(f"an integer of {len(text)} digits is out of range")
+    return int(text)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+# A \uD800-\uDFFF escape: the only way a lone surrogate gets into a decoded string.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _unpaired_surrogate(body: Any) -> bool:
+    stack = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body as JSON (None when empty). Strictly JSON: NaN and Infinity, numbers
+    out of float range, integers past Python's 4,300 digits, nesting past the parser's
+    depth and unpaired UTF-16 surrogates are refused with a 400 like any malformed body
+    (they could never be stored or echoed back)."""
+    if not raw:
+        return None
+    try:
+        body = json.loads(
+            raw, parse_constant=_no_constant, parse_float=_finite, parse_int=_bounded_int
+        )
+        if SURROGATE_ESCAPE.search(raw) and _unpaired_surrogate(body):
+            raise ValueError("a string holds an unpaired UTF-16 surrogate escape")
+    except RecursionError:
+        problem = "request body is not valid JSON (nested too deeply)"
+        raise ValidationFailed([FieldProblem("body", problem)]) from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError included
+        problem = f"request body is not valid JSON ({str(exc)[:200]})"
+        raise ValidationFailed([FieldProblem("body", problem)]) from None
+    return body
+
+
 def poll_body(job: JobStatus, storage: BlobStorage, base_url: str, ttl: int) -> dict[str, Any]:
     """The poll response for `job`; its video URL is signed now (never stored)."""
     credits = job.credits_used if job.credits_used is not None else job.price
@@ -256,13 +319,7 @@ class AimlApiDialect(Dialect):
     def _submit_handler(self, route: Route) -> Any:
         async def submit(request: Request) -> JSONResponse:
             key = await run_in_threadpool(self.auth, request)
-            raw = await request.body()
-            try:
-                body = json.loads(raw) if raw else None
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ValidationFailed(
-                    [FieldProblem("body", f"request body is not valid JSON ({exc})")]
-                ) from None
+            body = parse_body(await request.body())
             if body is None:
                 raise ValidationFailed([FieldProblem("body", "Required: a JSON object")])
             job = await run_in_threadpool(self.submitter.submit, route.name, body, key.id)
@@ -291,6 +348,7 @@ class AimlApiDialect(Dialect):
             refs, mapping = [], {}
             for cls in ROUTES[route.name]:
                 definition = cls.model_json_schema(ref_template=ref)
+                document_media_urls(cls, definition)
                 components.update(definition.pop("$defs", {}))
                 components[cls.__name__] = definition
                 refs.append({"$ref": ref.format(model=cls.__name__)})
@@ -298,13 +356,92 @@ class AimlApiDialect(Dialect):
                     {model_id: ref.format(model=cls.__name__) for model_id in cls.MODEL_IDS}
                 )
             operations = schema["paths"][path]
-            operations["post"]["requestBody"] = {
+            submit = operations["post"]
+            submit["security"] = [{"bearer": []}]
+            submit["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": {
-                    "oneOf": refs, "discriminator": {"propertyName": "model", "mapping": mapping},
-                }}},
+                "content": {"application/json": {
+                    "schema": {
+                        "oneOf": refs,
+                        "discriminator": {"propertyName": "model", "mapping": mapping},
+                    },
+                    "examples": {cls.__name__: example_of(cls) for cls in ROUTES[route.name]},
+                }},
             }  # fmt: skip
+            responses = submit["responses"]
+            responses["201"]["links"] = {
+                "poll": {
+                    "operationId": f"poll_{route.name}",
+                    "parameters": {"generation_id": f"$response.body#/{route.id_field}"},
+                    "description": "Poll the generation this submit created.",
+                }
+            }
+            responses["400"]["description"] = self._refusals()
             operations["get"] = poll_operation(route)
+
+    def _refusals(self) -> str:
+        """The submit 400, with what this deployment serves (a request needing anything
+        else is refused on purpose, with a message naming what is missing)."""
+        served = ", ".join(
+            f"{capability} ({engine})"
+            for capability, engine in sorted(self.submitter.capabilities.items())
+        )
+        return (
+            f"{ERROR_DESCRIPTIONS[400]} This deployment serves: {served or 'nothing'}. "
+            "What a request needs follows from its model and fields (e.g. `video-01` without "
+            "an image needs text-to-video); a need no enabled engine serves is refused with "
+            "this 400 and no `details`. Rules the schema cannot state are refused here too, "
+            "each named in `details`: combinations of fields a model does not offer "
+            "(`field` is `body`, e.g. a duration not available at that resolution), unsafe "
+            "or malformed media URLs, data: URIs that do not decode to an accepted image or "
+            "audio, text that takes longer to say than the video lasts."
+        )
+
+
+# What `MediaUrl` accepts (kinema.specs.base): an http(s) URL or a data: URI, any case.
+MEDIA_URL_PATTERN = "^(?:[Hh][Tt][Tt][Pp][Ss]?://|[Dd][Aa][Tt][Aa]:)"
+EXAMPLE_PROMPT = "A red fox trots through fresh snow at dawn, slow camera push-in."
+
+
+def _is_media_url(annotation: Any, metadata: list[Any]) -> bool:
+    marker = get_args(MediaUrl)[1:]
+    if any(item in marker for item in metadata):
+        return True
+    if get_origin(annotation) is Annotated:
+        return any(item in marker for item in annotation.__metadata__)
+    return any(_is_media_url(arg, []) for arg in get_args(annotation))
+
+
+def media_fields(cls: type[ModelSpec]) -> list[str]:
+    """The request fields of `cls` that take a media URL (`MediaUrl`)."""
+    return [
+        info.alias or name
+        for name, info in cls.model_fields.items()
+        if _is_media_url(info.annotation, info.metadata)
+    ]
+
+
+def document_media_urls(cls: type[ModelSpec], definition: dict[str, Any]) -> None:
+    """State in the published schema what the media URL fields accept (the validator
+    refuses anything else with a 400 naming the field)."""
+    properties = definition.get("properties", {})
+    for name in media_fields(cls):
+        prop = properties.get(name, {})
+        for branch in [prop, *prop.get("anyOf", [])]:
+            if branch.get("type") == "string":
+                branch["pattern"] = MEDIA_URL_PATTERN
+
+
+def example_of(cls: type[ModelSpec]) -> dict[str, Any]:
+    """A request body for `cls`: its model id, a prompt where it takes one, and every
+    media field (an image or an audio URL)."""
+    value: dict[str, Any] = {"model": cls.MODEL_IDS[0]}
+    if "prompt" in cls.model_fields:
+        value["prompt"] = EXAMPLE_PROMPT
+    for name in media_fields(cls):
+        kind = "speech.mp3" if "audio" in name else "portrait.png"
+        value[name] = f"https://example.com/media/{kind}"
+    return {"summary": f"{cls.MODEL_IDS[0]} ({cls.__name__})", "value": value}
 
 
 def _json(ref: str, description: str) -> dict[str, Any]:
