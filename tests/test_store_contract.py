@@ -298,3 +298,121 @@ def test_an_unreachable_database_is_store_unavailable(url: str) -> None:
     with pytest.raises(StoreUnavailable):
         unreachable.get_status("x", "k")
     unreachable.close()
+
+
+# ---- the lifecycle --------------------------------------------------------------------
+def test_idempotent_create_replays_and_refuses_a_different_request(store: SqlStore) -> None:
+    from kinema.store import Idempotency, IdempotencyConflict
+
+    key, _ = store.create_key("k", None)
+    other, _ = store.create_key("o", None)
+    first, replayed = store.create_job_once(job(key.id), Idempotency("abc", "h1"))
+    assert not replayed
+    again, replayed = store.create_job_once(job(key.id), Idempotency("abc", "h1"))
+    assert replayed and again.id == first.id
+    with pytest.raises(IdempotencyConflict):
+        store.create_job_once(job(key.id), Idempotency("abc", "h2"))
+    mine, replayed = store.create_job_once(job(other.id), Idempotency("abc", "h2"))
+    assert not replayed and mine.id != first.id  # scoped per API key
+    assert store.pending_count(key.id) == 1
+
+
+def test_concurrent_idempotent_creates_make_one_job(store: SqlStore) -> None:
+    from kinema.store import Idempotency
+
+    key, _ = store.create_key("k", None)
+    results: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def submit() -> None:
+        barrier.wait()
+        made, _ = store.create_job_once(job(key.id), Idempotency("same", "h"))
+        results.append(made.id)
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 1 and store.pending_count(key.id) == 1
+
+
+def test_cancel_queued_running_finished_and_others(store: SqlStore) -> None:
+    from kinema.store import CancelResult
+
+    key, _ = store.create_key("k", 1000)
+    other, _ = store.create_key("o", None)
+    queued = store.create_job(job(key.id))
+    assert store.cancel(queued.id, other.id) == CancelResult.NOT_FOUND
+    assert store.cancel(queued.id, key.id) == CancelResult.CANCELLED
+    cancelled = store.get_job(queued.id)
+    assert cancelled is not None and cancelled.status == ERROR
+    assert cancelled.error_name == "Cancelled" and cancelled.credits_used == 0
+    assert store.claim("w", [I2V], 30) is None  # a cancelled job never starts
+    running = store.create_job(job(key.id))
+    store.claim("w", [I2V], 30)
+    assert not store.cancel_requested(running.id)
+    assert store.cancel(running.id, key.id) == CancelResult.STOPPING
+    assert store.cancel_requested(running.id)
+    assert store.finish(running.id, "w", Failed("Cancelled", "stopped"))
+    assert store.cancel(running.id, key.id) == CancelResult.FINISHED
+    assert store.list_keys()[0].credits == 1000
+    assert [e.status for e in store.events(queued.id)] == [Status.QUEUED, Status.ERROR]
+
+
+def test_start_deadlines_expire_queued_jobs(store: SqlStore) -> None:
+    key, _ = store.create_key("k", None)
+    late = store.create_job(
+        NewJob(key.id, "unified", "video-01", I2V, {}, 1, 3, start_deadline=time.time() - 1)
+    )
+    fresh = store.create_job(
+        NewJob(key.id, "unified", "video-01", I2V, {}, 1, 3, start_deadline=time.time() + 60)
+    )
+    claimed = store.claim("w", [I2V], 30)
+    assert claimed is not None and claimed.id == fresh.id  # the late one is never started
+    assert store.expire_overdue() == [late.id]
+    expired = store.get_job(late.id)
+    assert expired is not None and expired.error_name == "Expired" and expired.credits_used == 0
+
+
+def test_claims_alternate_between_keys_and_follow_priority(store: SqlStore) -> None:
+    busy, _ = store.create_key("busy", None)
+    quiet, _ = store.create_key("quiet", None)
+    for _ in range(5):
+        store.create_job(job(busy.id))
+    high = store.create_job(NewJob(busy.id, "unified", "video-01", I2V, {}, 1, 3, priority=2))
+    lone = store.create_job(job(quiet.id))
+    order = []
+    while (claimed := store.claim("w", [I2V], 30)) is not None:
+        order.append(claimed)
+    assert order[0].id == high.id  # the busy key's own high-priority job first...
+    assert order[1].id == lone.id  # ...then the other key gets its turn at once
+    assert len(order) == 7
+
+
+def test_list_pages_newest_first_and_delete(store: SqlStore) -> None:
+    key, _ = store.create_key("k", None)
+    other, _ = store.create_key("o", None)
+    made = [store.create_job(job(key.id)) for _ in range(5)]
+    store.create_job(job(other.id))
+    first = store.list_jobs(key.id, limit=2)
+    assert [j.id for j in first] == [made[4].id, made[3].id]
+    second = store.list_jobs(key.id, limit=2, before_seq=first[-1].seq)
+    assert [j.id for j in second] == [made[2].id, made[1].id]
+    assert second[0].queue_position == 2  # two queued jobs ahead of it
+    assert store.list_jobs(key.id, limit=10, status=Status.COMPLETED) == []
+    assert store.delete_job(made[0].id, other.id) is None  # not the other key's to delete
+    removed = store.delete_job(made[0].id, key.id)
+    assert removed is not None and removed.id == made[0].id
+    assert store.get_job(made[0].id) is None and store.events(made[0].id) == []
+    assert store.cancel_requested(made[0].id)  # a deleted job's worker stops
+    assert [j.id for j in store.list_jobs(key.id, limit=10)][-1] == made[1].id
+
+
+def test_finished_before_finds_old_jobs(store: SqlStore) -> None:
+    key, _ = store.create_key("k", None)
+    made = store.create_job(job(key.id))
+    store.claim("w", [I2V], 30)
+    store.finish(made.id, "w", done(1))
+    assert store.finished_before(time.time() + 1, 10) == [made.id]
+    assert store.finished_before(time.time() - 60, 10) == []

@@ -11,6 +11,7 @@
     │   ├── Unauthorized             401 missing/invalid/revoked key
     │   ├── OutOfCredits             403 balance cannot cover the job
     │   ├── NotFound                 404 unknown generation / route / file
+    │   ├── Conflict                 409 cancel of a finished job, Idempotency-Key reuse
     │   ├── PayloadTooLarge          413 body over the limit
     │   ├── TooManyRequests          429 too many pending jobs for one key
     │   └── ServiceUnavailable       503 store unreachable, shutting down
@@ -135,6 +136,11 @@ class NotFound(ApiError):
     pass
 
 
+class Conflict(ApiError):
+    """409: the request contradicts the resource's state (cancel a finished job, an
+    Idempotency-Key reused with another body)."""
+
+
 class PayloadTooLarge(ApiError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"Request body is larger than the {limit} bytes this server accepts.")
@@ -171,6 +177,9 @@ class UnsafeUrl(InputError):
 class EngineError(JobFailure):
     def __init__(self, message: str, name: str = "GenerationError") -> None:
         super().__init__(message, name)
+
+
+CANCELLED_BY_OWNER = "The generation was cancelled by its owner."
 
 
 class Cancelled(JobFailure):

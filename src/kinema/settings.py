@@ -143,6 +143,31 @@ class Settings(BaseSettings):
         default=60.0, description="On SIGTERM a worker finishes its job for up to this long."
     )
 
+    # -- the job lifecycle ----------------------------------------------------------------
+    start_timeout_seconds: float | None = Field(
+        default=None,
+        description="Default X-Kinema-Start-Timeout: a job not started this long after "
+        "submit fails with Expired (not charged). None: wait for ever.",
+    )
+    run_timeout_seconds: float | None = Field(
+        default=None,
+        description="Default X-Kinema-Run-Timeout: a job running longer is stopped "
+        "(TimedOut). None: no limit.",
+    )
+    retention_days: float | None = Field(
+        default=None,
+        description="Delete generations (row, inline inputs, video) this many days after "
+        "they finished. None: keep them.",
+    )
+    webhook_retry_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        description="Delays between webhook delivery attempts (JSON list); after the last "
+        "one fails the delivery is given up.",
+    )
+    max_streams_per_key: int = Field(
+        default=20, description="Open event streams one key may hold (429 above)."
+    )
+
     # -- inputs --------------------------------------------------------------------------
     allow_private_urls: bool = Field(
         default=False,
@@ -193,8 +218,14 @@ class Settings(BaseSettings):
             if value is None:
                 continue
             key = f"KINEMA_{name.upper()}"
-            if isinstance(value, list):
+            comma_separated = any(
+                isinstance(m, NoDecode) or m is NoDecode
+                for m in type(self).model_fields[name].metadata
+            )
+            if isinstance(value, list) and comma_separated:
                 env[key] = ",".join(str(v) for v in value)
+            elif isinstance(value, list):
+                env[key] = json.dumps(value)
             elif isinstance(value, dict):
                 env[key] = json.dumps(value)
             elif isinstance(value, bool):

@@ -11,7 +11,10 @@ from kinema.store.base import (
     PENDING,
     QUEUED,
     ApiKey,
+    CancelResult,
     CreditsExhausted,
+    Idempotency,
+    IdempotencyConflict,
     Job,
     JobEvent,
     JobQueue,
@@ -25,9 +28,10 @@ from kinema.store.base import (
 )
 
 __all__ = [
-    "COMPLETED", "ERROR", "GENERATING", "PENDING", "QUEUED", "ApiKey", "CreditsExhausted",
-    "Job", "JobEvent", "JobQueue", "JobStatus", "JobStore", "KeyStore", "NewJob", "Recovered",
-    "Telemetry", "WorkerInfo", "open_store",
+    "COMPLETED", "ERROR", "GENERATING", "PENDING", "QUEUED", "ApiKey", "CancelResult",
+    "CreditsExhausted", "Idempotency", "IdempotencyConflict", "Job", "JobEvent", "JobQueue",
+    "JobStatus", "JobStore", "KeyStore", "NewJob", "Recovered", "Telemetry", "WorkerInfo",
+    "open_store",
 ]  # fmt: skip
 
 

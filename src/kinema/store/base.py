@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from kinema.errors import CreditsExhausted
@@ -22,9 +23,9 @@ QUEUED, GENERATING, COMPLETED, ERROR = (
 PROGRESS_EVENT_STEP = 5  # progress events are written each time progress crosses 5 %
 
 __all__ = [
-    "COMPLETED", "ERROR", "GENERATING", "PENDING", "QUEUED", "ApiKey", "CreditsExhausted",
-    "Job", "JobEvent", "JobQueue", "JobStatus", "JobStore", "KeyStore", "NewJob", "Recovered",
-    "Telemetry", "WorkerInfo",
+    "COMPLETED", "ERROR", "GENERATING", "PENDING", "QUEUED", "ApiKey", "CancelResult",
+    "CreditsExhausted", "Idempotency", "IdempotencyConflict", "Job", "JobEvent", "JobQueue",
+    "JobStatus", "JobStore", "KeyStore", "NewJob", "Recovered", "Telemetry", "WorkerInfo",
 ]  # fmt: skip
 
 
@@ -47,6 +48,19 @@ class NewJob:
     params: dict[str, Any]
     price: int
     max_attempts: int
+    priority: int = 1  # 0 low, 1 normal, 2 high: orders one key's own jobs
+    start_deadline: float | None = None  # UNIX time; not started by then -> Expired
+    run_timeout: float | None = None  # seconds of running before TimedOut
+    webhook_url: str | None = None
+    backend: str | None = None  # what the submit routed it to
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An `Idempotency-Key` and the hash of the request it came with."""
+
+    key: str
+    request_hash: str
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,12 @@ class Job:
     created_at: float
     started_at: float | None
     finished_at: float | None
+    priority: int = 1
+    start_deadline: float | None = None
+    run_timeout: float | None = None
+    cancel_requested: bool = False
+    webhook_url: str | None = None
+    backend: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,8 @@ class JobStatus:
     error_name: str | None
     error_message: str | None
     queue_position: int = 0  # queued jobs ahead of this one (0 unless queued)
+    created_at: float = 0.0
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +143,21 @@ class JobEvent:
     status: Status
     progress: int
     created_at: float
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+class CancelResult(StrEnum):
+    CANCELLED = "cancelled"  # it was queued: it will never start
+    STOPPING = "stopping"  # it is running: its worker stops it and records Cancelled
+    FINISHED = "finished"  # already completed or failed: nothing to cancel
+    NOT_FOUND = "not_found"
 
 
 class KeyStore(ABC):
@@ -163,7 +200,49 @@ class JobQueue(ABC):
         covers its price plus the prices of its pending jobs (CreditsExhausted if not)."""
 
     @abstractmethod
+    def create_job_once(self, job: NewJob, idempotency: Idempotency) -> tuple[Job, bool]:
+        """`create_job` under an Idempotency-Key (scoped to the job's API key, 24 h):
+        (the new job, False), or (the job the key already made, True) when the same
+        request comes again, also concurrently. IdempotencyConflict if the key came
+        with a different request."""
+
+    @abstractmethod
     def get_job(self, job_id: str, key_id: str | None = None) -> Job | None: ...
+
+    @abstractmethod
+    def list_jobs(
+        self,
+        key_id: str,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        status: Status | None = None,
+        model: str | None = None,
+    ) -> list[JobStatus]:
+        """The key's jobs, newest first, with `seq` below `before_seq` (keyset pages)."""
+
+    @abstractmethod
+    def cancel(self, job_id: str, key_id: str) -> CancelResult:
+        """Cancel a queued job at once (error Cancelled, never charged) or ask the worker
+        running it to stop."""
+
+    @abstractmethod
+    def cancel_requested(self, job_id: str) -> bool:
+        """True when the running job must stop: cancelled by its owner, or deleted."""
+
+    @abstractmethod
+    def delete_job(self, job_id: str, key_id: str | None) -> Job | None:
+        """Remove a job with its events and idempotency keys (any state; a running job's
+        worker notices and discards its result). Returns the removed row, whose output
+        the caller deletes from blob storage. `key_id` None: any key's (retention)."""
+
+    @abstractmethod
+    def finished_before(self, cutoff: float, limit: int) -> list[str]:
+        """Ids of jobs that finished before `cutoff` (retention), oldest first."""
+
+    @abstractmethod
+    def expire_overdue(self, now: float | None = None) -> list[str]:
+        """Fail queued jobs whose start deadline passed (error Expired, not charged)."""
 
     @abstractmethod
     def get_status(self, job_id: str, key_id: str) -> JobStatus | None:

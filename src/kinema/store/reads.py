@@ -36,6 +36,16 @@ def is_outage(exc: BaseException) -> bool:
     )
 
 
+def status_of_row(row: Any) -> JobStatus:
+    """A JobStatus from a row of STATUS_COLUMNS followed by the queue position."""
+    values = list(row)
+    values[STATUS_INDEX] = Status(values[STATUS_INDEX])
+    if isinstance(values[OUTPUT_INDEX], str | bytes):
+        values[OUTPUT_INDEX] = json.loads(values[OUTPUT_INDEX])
+    named = dict(zip(STATUS_COLUMNS, values, strict=False))
+    return JobStatus(**named, queue_position=int(values[-1] or 0))
+
+
 class CompiledQuery:
     def __init__(self, engine: Engine, statement: ClauseElement) -> None:
         compiled = statement.compile(dialect=engine.dialect)
@@ -146,12 +156,7 @@ class FastReads:
         row, _ = self._fetch(self.status_by_id_and_key, {"job_id": job_id, "key_id": key_id})
         if row is None:
             return None
-        values = list(row)
-        values[-1] = int(values[-1] or 0)
-        values[STATUS_INDEX] = Status(values[STATUS_INDEX])
-        if isinstance(values[OUTPUT_INDEX], str | bytes):
-            values[OUTPUT_INDEX] = json.loads(values[OUTPUT_INDEX])
-        return JobStatus(*values)
+        return status_of_row(row)
 
     def queued_ahead(self, seq: int) -> int:
         row, _ = self._fetch(self.ahead, {"seq": seq})

@@ -9,7 +9,7 @@ import functools
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -32,6 +32,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from kinema.errors import CreditsExhausted, StoreError, StoreUnavailable, WorkerLost
 from kinema.jobs.model import Completed, Outcome, Status
+from kinema.store import webhooks
 from kinema.store.base import (
     COMPLETED,
     ERROR,
@@ -47,11 +48,15 @@ from kinema.store.base import (
     NewJob,
     Recovered,
 )
+from kinema.store.lifecycle import SqlLifecycle
 from kinema.store.migrate import migrate
 from kinema.store.reads import FastReads, is_outage
+from kinema.store.rows import job_of_row as _job
+from kinema.store.rows import log_events as _log
 from kinema.store.schema import api_keys, job_events, jobs
 from kinema.store.telemetry import SqlTelemetry
 from kinema.store.wakeup import Wakeup, announce
+from kinema.store.webhooks import SqlWebhooks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,26 +121,8 @@ def _key(row: RowMapping) -> ApiKey:
     )
 
 
-def _job(row: RowMapping) -> Job:
-    values = dict(row)
-    values["status"] = Status(values["status"])
-    return Job(**values)
-
-
-def _log(
-    conn: Connection, job_ids: Iterable[str], kind: str, status: str, progress: int, now: float
-) -> None:
-    rows = [
-        {"job_id": job_id, "kind": kind, "status": str(status), "progress": progress,
-         "created_at": now}
-        for job_id in job_ids
-    ]  # fmt: skip
-    if rows:
-        conn.execute(insert(job_events), rows)
-
-
 @_store_errors_only
-class SqlStore(SqlTelemetry, JobStore):
+class SqlStore(SqlLifecycle, SqlWebhooks, SqlTelemetry, JobStore):
     def __init__(self, url: str, *, run_migrations: bool = True, wakeup: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
@@ -241,20 +228,19 @@ class SqlStore(SqlTelemetry, JobStore):
 
     # ---- jobs: API side ------------------------------------------------------------
     def create_job(self, job: NewJob) -> Job:
+        with self.engine.begin() as conn:
+            return self._insert_job(conn, job)
+
+    def _insert_job(self, conn: Connection, job: NewJob) -> Job:
         job_id = secrets.token_urlsafe(15)
         values: dict[str, Any] = {
-            "id": job_id,
-            "key_id": job.key_id,
-            "route": job.route,
-            "model": job.model,
-            "capability": job.capability,
-            "status": QUEUED,
-            "progress": 0,
-            "attempts": 0,
-            "max_attempts": job.max_attempts,
-            "price": job.price,
-            "created_at": time.time(),
-        }
+            "id": job_id, "key_id": job.key_id, "route": job.route, "model": job.model,
+            "capability": job.capability, "status": QUEUED, "progress": 0, "attempts": 0,
+            "max_attempts": job.max_attempts, "price": job.price, "created_at": time.time(),
+            "priority": job.priority, "start_deadline": job.start_deadline,
+            "run_timeout": job.run_timeout, "webhook_url": job.webhook_url,
+            "backend": job.backend,
+        }  # fmt: skip
         pending = (
             select(func.coalesce(func.sum(jobs.c.price), 0))
             .where(jobs.c.key_id == job.key_id, jobs.c.status.in_(PENDING))
@@ -266,24 +252,23 @@ class SqlStore(SqlTelemetry, JobStore):
                 or_(api_keys.c.credits.is_(None), api_keys.c.credits - pending >= job.price),
             )
         )
+        columns = {name: jobs.c[name].type for name in values}
         row_source = select(
-            *(literal(v) for v in values.values()), literal(job.params, JSON)
+            *(literal(v, columns[k]) for k, v in values.items()), literal(job.params, JSON)
         ).where(affordable)
-        with self.engine.begin() as conn:
-            # Serialise submits of one key on PostgreSQL (SQLite already serialises writers).
-            balance = conn.execute(
-                select(api_keys.c.credits).where(api_keys.c.id == job.key_id).with_for_update()
-            ).scalar()
-            inserted = conn.execute(
-                insert(jobs).from_select([*values, "params"], row_source).returning(jobs.c.seq)
-            ).first()
-            if inserted is None:
-                spent = conn.execute(select(pending)).scalar() or 0
-                raise CreditsExhausted(max(0, int(balance or 0) - int(spent)))
-            announce(conn)
-            _log(conn, [job_id], "status", QUEUED, 0, values["created_at"])
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
-        return _job(row)
+        # Serialise submits of one key on PostgreSQL (SQLite already serialises writers).
+        balance = conn.execute(
+            select(api_keys.c.credits).where(api_keys.c.id == job.key_id).with_for_update()
+        ).scalar()
+        inserted = conn.execute(
+            insert(jobs).from_select([*values, "params"], row_source).returning(jobs.c.seq)
+        ).first()
+        if inserted is None:
+            spent = conn.execute(select(pending)).scalar() or 0
+            raise CreditsExhausted(max(0, int(balance or 0) - int(spent)))
+        announce(conn)
+        _log(conn, [job_id], "status", QUEUED, 0, values["created_at"])
+        return _job(conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one())
 
     def get_job(self, job_id: str, key_id: str | None = None) -> Job | None:
         return self.reads.job(job_id, key_id)
@@ -306,17 +291,29 @@ class SqlStore(SqlTelemetry, JobStore):
     # ---- jobs: worker side ---------------------------------------------------------
     def claim(self, worker_id: str, capabilities: list[str], lease_seconds: float) -> Job | None:
         now = time.time()
-        oldest = (
+        # Fair between keys: the job of the key served least recently goes first (so one
+        # key's 200 queued jobs cannot starve another's one), then by the key's own
+        # priority, then oldest first. A job past its start deadline is never started.
+        chosen = (
             select(jobs.c.id)
-            .where(jobs.c.status == QUEUED, jobs.c.capability.in_(capabilities))
-            .order_by(jobs.c.seq)
+            .join(api_keys, api_keys.c.id == jobs.c.key_id)
+            .where(
+                jobs.c.status == QUEUED,
+                jobs.c.capability.in_(capabilities),
+                or_(jobs.c.start_deadline.is_(None), jobs.c.start_deadline > now),
+            )
+            .order_by(
+                api_keys.c.last_claimed_at.asc().nulls_first(),
+                jobs.c.priority.desc(),
+                jobs.c.seq,
+            )
             .limit(1)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=jobs)
             .scalar_subquery()
         )
         stmt = (
             update(jobs)
-            .where(jobs.c.id == oldest, jobs.c.status == QUEUED)
+            .where(jobs.c.id == chosen, jobs.c.status == QUEUED)
             .values(
                 status=GENERATING,
                 lease_owner=worker_id,
@@ -330,7 +327,13 @@ class SqlStore(SqlTelemetry, JobStore):
         with self.engine.begin() as conn:
             row = conn.execute(stmt).mappings().first()
             if row is not None:
+                conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == row["key_id"])
+                    .values(last_claimed_at=now)
+                )
                 _log(conn, [row["id"]], "status", GENERATING, 0, now)
+                webhooks.enqueue(conn, [row["id"]], webhooks.STARTED_EVENT, now)
         return _job(row) if row else None
 
     def _owned(self, job_id: str, worker_id: str) -> Any:
@@ -345,8 +348,9 @@ class SqlStore(SqlTelemetry, JobStore):
         with self.engine.begin() as conn:
             # A progress event when this write crosses a step boundary (integer division
             # on both SQLite and PostgreSQL), decided against the stored value.
-            conn.execute(
-                insert(job_events).from_select(
+            logged = conn.execute(
+                insert(job_events)
+                .from_select(
                     ["job_id", "kind", "status", "progress", "created_at"],
                     select(
                         jobs.c.id, literal("progress"), jobs.c.status, literal(progress),
@@ -355,7 +359,10 @@ class SqlStore(SqlTelemetry, JobStore):
                         self._owned(job_id, worker_id), jobs.c.progress / step < progress // step
                     ),
                 )
-            )  # fmt: skip
+                .returning(job_events.c.id)
+            ).first()  # fmt: skip
+            if logged is not None:
+                webhooks.enqueue(conn, [job_id], webhooks.PROGRESS_EVENT, now)
             result = conn.execute(
                 update(jobs)
                 .where(self._owned(job_id, worker_id))
@@ -385,6 +392,8 @@ class SqlStore(SqlTelemetry, JobStore):
             if row is None:
                 return False
             _log(conn, [job_id], "status", values["status"], row.progress, now)
+            event = webhooks.final_event(values["status"], values.get("error_name"))
+            webhooks.enqueue(conn, [job_id], event, now)
             if isinstance(outcome, Completed):
                 # Charged in the same transaction as the completion: exactly once.
                 conn.execute(
@@ -434,6 +443,7 @@ class SqlStore(SqlTelemetry, JobStore):
                 .all()
             )
             _log(conn, failed, "status", ERROR, 0, now)
+            webhooks.enqueue(conn, failed, webhooks.FAILED_EVENT, now)
             _log(conn, requeued, "status", QUEUED, 0, now)
         return Recovered(requeued=list(requeued), failed=list(failed))
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kinema.worker")
 
-PROGRESS_PUSH_SECONDS = 0.5
+PROGRESS_PUSH_SECONDS = 0.5  # also how often cancellation and timeouts are checked
 
 
 class RunContext(Context):
@@ -36,6 +36,9 @@ class RunContext(Context):
         self._progress = 0
         self._pushed = -1
         self.lease_lost = threading.Event()
+        self.cancel_asked = threading.Event()  # the owner cancelled (or deleted) the job
+        self.timed_out = threading.Event()  # ran past its X-Kinema-Run-Timeout
+        self.started = time.monotonic()
 
     def progress(self, fraction: float) -> None:
         # Stored as 0-99 while running: 100 is reserved for "completed".
@@ -43,7 +46,10 @@ class RunContext(Context):
 
     @property
     def cancelled(self) -> bool:
-        return self.lease_lost.is_set() or self.worker.hard_stop.is_set()
+        return (
+            self.lease_lost.is_set() or self.cancel_asked.is_set() or self.timed_out.is_set()
+            or self.worker.hard_stop.is_set()
+        )  # fmt: skip
 
     def fetch(self, ref: MediaRef) -> bytes:
         return fetch(ref.url, ref.field, ref.kind, self.policy)
@@ -56,10 +62,22 @@ class RunContext(Context):
         if not ok:
             self.lease_lost.set()
 
+    def watch(self) -> None:
+        """Each tick: has the owner cancelled it, has it run out of time?"""
+        timeout = self.job.run_timeout
+        if timeout is not None and time.monotonic() - self.started > timeout:
+            self.timed_out.set()
+        if self.worker.store.cancel_requested(self.job.id):
+            self.cancel_asked.set()
+
     def heartbeat_loop(self, done: threading.Event) -> None:
         interval = self.worker.settings.lease_seconds / 3
         last = time.monotonic()
         while not done.wait(PROGRESS_PUSH_SECONDS):
+            try:
+                self.watch()
+            except Exception:  # a store hiccup: the next tick asks again
+                log.warning("cancel check for %s failed", self.job.id, exc_info=True)
             due = time.monotonic() - last >= interval
             if due or self._progress != self._pushed:
                 try:

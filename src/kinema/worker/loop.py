@@ -22,8 +22,9 @@ from dataclasses import replace
 from types import FrameType
 
 from kinema.engines import EngineSet
-from kinema.errors import Cancelled, EngineError, JobFailure, StoreError
+from kinema.errors import CANCELLED_BY_OWNER, Cancelled, EngineError, JobFailure, StoreError
 from kinema.inputs import FetchPolicy
+from kinema.jobs.lifecycle import delete_generation
 from kinema.jobs.model import Failed
 from kinema.settings import Settings
 from kinema.specs import spec_class
@@ -37,6 +38,8 @@ log = logging.getLogger("kinema.worker")
 
 PRESENCE_SECONDS = 5.0  # how often a worker refreshes its row in the workers table
 STORE_RETRY_SECONDS = 1.0
+DEADLINE_SWEEP_SECONDS = 1.0
+RETENTION_SWEEP_SECONDS = 3600.0
 
 
 class Worker:
@@ -59,6 +62,8 @@ class Worker:
         self.loaded = False
         self.finisher = Finisher(self.store, self.id)
         self._last_recovery = 0.0
+        self._last_deadlines = 0.0
+        self._last_retention = 0.0
         self.started_at = time.time()
         self.current_job: str | None = None
         self.jobs_done = 0
@@ -141,19 +146,46 @@ class Worker:
         return job
 
     def recover(self) -> None:
+        """The store's housekeeping, shared by every worker: re-queue jobs of dead workers
+        (each half lease), expire queued jobs past their start deadline (each second),
+        delete generations past the retention period (each RETENTION_SWEEP_SECONDS)."""
         now = time.monotonic()
-        if now - self._last_recovery < self.settings.lease_seconds / 2:
-            return
-        self._last_recovery = now
         try:
+            if now - self._last_deadlines >= DEADLINE_SWEEP_SECONDS:
+                self._last_deadlines = now
+                for job_id in self.store.expire_overdue():
+                    log.info("job %s: not started before its start deadline; expired", job_id)
+            if self.settings.retention_days is not None and (
+                now - self._last_retention >= RETENTION_SWEEP_SECONDS
+            ):
+                self._last_retention = now
+                self.sweep_retention()
+            if now - self._last_recovery < self.settings.lease_seconds / 2:
+                return
+            self._last_recovery = now
             found = self.store.recover_expired()
         except Exception:
-            log.warning("lease recovery failed; will retry", exc_info=True)
+            log.warning("store housekeeping failed; will retry", exc_info=True)
             return
         for job_id in found.requeued:
             log.warning("job %s: its worker stopped responding; re-queued", job_id)
         for job_id in found.failed:
             log.error("job %s: out of attempts after worker failures; failed", job_id)
+
+    def sweep_retention(self) -> int:
+        """Delete generations (rows, inputs, videos) finished more than
+        `retention_days` ago. Returns how many went."""
+        days = self.settings.retention_days
+        if days is None:
+            return 0
+        cutoff = time.time() - days * 86400
+        removed = 0
+        while ids := self.store.finished_before(cutoff, 500):
+            for job_id in ids:
+                removed += delete_generation(self.store, self.storage, job_id, None) is not None
+        if removed:
+            log.info("retention: deleted %d generations older than %g days", removed, days)
+        return removed
 
     def run_job(self, job: Job) -> None:
         work_dir = self.settings.data_dir / "work" / job.id
@@ -184,12 +216,7 @@ class Worker:
             self._generate(job, spec.render(), ctx)
             output = store_output(job, ctx.output_path, self.storage)
         except Cancelled as exc:
-            if ctx.lease_lost.is_set():
-                log.warning("job %s: lease lost; result discarded", job.id)
-            elif self.store.release(job.id, self.id):
-                log.info("job %s: handed back to the queue (shutdown)", job.id)
-            else:
-                self.finisher.finish(job, Failed.of(exc))
+            self._stopped(job, ctx, exc)
             return
         except JobFailure as exc:
             log.info("job %s failed: %s: %s", job.id, exc.name, exc.message)
@@ -207,7 +234,25 @@ class Worker:
             )
             self.finisher.finish(job, Failed.of(crash))
             return
-        self.finisher.finish(job, completed(spec, output, self.settings))
+        if not self.finisher.finish(job, completed(spec, output, self.settings)):
+            # Deleted (or taken over) while it ran: its video must not outlive it.
+            self.storage.delete(output.key)
+
+    def _stopped(self, job: Job, ctx: RunContext, exc: Cancelled) -> None:
+        """Why a job stopped early decides what is recorded."""
+        if ctx.lease_lost.is_set():
+            log.warning("job %s: lease lost; result discarded", job.id)
+        elif ctx.cancel_asked.is_set():
+            log.info("job %s: cancelled by its owner", job.id)
+            self.finisher.finish(job, Failed("Cancelled", CANCELLED_BY_OWNER))
+        elif ctx.timed_out.is_set():
+            limit = f"{job.run_timeout:g}" if job.run_timeout is not None else "?"
+            message = f"The generation ran longer than its run timeout of {limit} s; stopped."
+            self.finisher.finish(job, Failed("TimedOut", message))
+        elif self.store.release(job.id, self.id):
+            log.info("job %s: handed back to the queue (shutdown)", job.id)
+        else:
+            self.finisher.finish(job, Failed.of(exc))
 
     def _generate(self, job: Job, request: RenderRequest, ctx: RunContext) -> None:
         # The API chose the capability at submit (possibly the request's fallback); the
