@@ -5,17 +5,14 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test check bench chaos install dev clean
+.PHONY: serve test check bench chaos fuzz install dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# mediapipe 0.10.21 is the last wheel that bundles the face-landmark .tflite model. Kinema
-# never imports mediapipe (its numpy<2 pin would clash); it only reads that file, so the
-# wheel goes in without its dependencies.
-MEDIAPIPE := mediapipe==0.10.21
-
-# Runtime install: the service plus the local CPU engines' dependencies.
+# Runtime install: the service plus the local CPU engines' dependencies. `kinema setup`
+# adds what an extra cannot: the mediapipe 0.10.21 wheel, without its dependencies, for
+# the face-landmark model files it bundles (Kinema never imports mediapipe).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[engines,postgres,s3]'
 	$(BIN)/kinema setup --quiet
@@ -23,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 # Dev install: everything above plus the test and lint tools.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[engines,postgres,s3,dev]'
+	$(BIN)/pip install --quiet -e '.[engines,postgres,s3,dev,diffusers]'
 	$(BIN)/kinema setup --quiet
 	touch $(VENV)/.installed $@
 
@@ -35,6 +32,7 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.dev-installed
 	@scripts/ensure-postgres
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 check: $(VENV)/.dev-installed
@@ -54,6 +52,14 @@ bench: $(VENV)/.dev-installed
 chaos: $(VENV)/.dev-installed
 	@scripts/ensure-postgres
 	$(BIN)/python -m tests.cluster --jobs 200 --kills 20
+
+# Schemathesis against a live `kinema serve`: every phase, --checks all, thousands of cases
+# (`make test` runs the same at 100 examples per operation and a fixed seed).
+FUZZ_EXAMPLES ?= 1000
+FUZZ_SEED ?= random
+fuzz: $(VENV)/.dev-installed
+	KINEMA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) KINEMA_FUZZ_SEED=$(FUZZ_SEED) \
+	  $(BIN)/python -m pytest -q -s --timeout=0 tests/test_schemathesis.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .kinema .pytest_cache .mypy_cache .ruff_cache

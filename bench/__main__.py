@@ -14,7 +14,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-MODULES = ("api", "motion", "talking_head", "speaking", "morph", "cluster")
+MODULES = (
+    "api", "motion", "talking_head", "speaking", "morph", "cluster", "sse", "webhooks",
+    "diffusion", "upstream",
+)  # fmt: skip
 COLUMNS = ("benchmark", "value", "unit", "baseline", "ratio", "target")
 RESULTS = Path(__file__).parent / "results" / "latest.md"
 

@@ -1,10 +1,11 @@
-"""`kinema generate / status / download / models` against a live `kinema serve` (in-process
-through `kinema.cli.main`, and as a real subprocess for Ctrl-C), their one-line errors, and
-the progress display."""
+"""`kinema generate / status / download / models / quote / cancel / ls / rm` against a live
+`kinema serve` (in-process through `kinema.cli.main`, and as a real subprocess for Ctrl-C),
+their one-line errors, and the progress display (fed by the event stream)."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -16,9 +17,10 @@ import pytest
 
 from kinema.cli import main
 from kinema.cli_client import Progress
-from kinema.client import Client
+from kinema.client import Client, GenerationFailed
 from tests.flaky_server import GENERATIONS, FlakyServer, Json, generation
 from tests.support import KinemaServer, MediaServer, free_port, make_image
+from tests.test_sdk_lifecycle import EVENTS, Proxy, fresh_key
 from tests.videos import probe
 
 Capture = pytest.CaptureFixture[str]
@@ -53,6 +55,23 @@ def test_generate_waits_shows_progress_and_downloads(
     assert out.strip() == str(target) and probe(target).frames > 0
     lines = err.strip().splitlines()  # not a terminal: one line per status change
     assert "queued" in lines[0] and "completed" in lines[-1] and "elapsed" in lines[-1]
+
+
+def test_generate_follows_the_event_stream(
+    env: KinemaServer, media: MediaServer, tmp_path: Path, capsys: Capture
+) -> None:
+    with Proxy(env.base_url) as proxy:
+        code, out, err = run(
+            capsys, "generate", "--base-url", proxy.base_url, "pixverse/v5/image-to-video",
+            "--image", f"{media.base}/landscape.png", "--prompt", "slow zoom",
+            "--set", "resolution=540p", "--priority", "high", "-o", str(tmp_path),
+        )  # fmt: skip
+        assert code == 0, err
+        assert proxy.seen("GET", EVENTS) and proxy.seen("GET", GENERATIONS) == []  # no polls
+        assert proxy.seen("POST", GENERATIONS)[0].headers["x-kinema-priority"] == "high"
+    assert probe(Path(out.strip())).frames > 0
+    statuses = [line.split(": ")[1].split()[0] for line in err.strip().splitlines()]
+    assert statuses == ["queued", "generating", "completed"], err
 
 
 def test_no_wait_then_status_and_download(
@@ -165,3 +184,53 @@ def test_progress_bar_with_eta() -> None:
         "generating",
         "completed",
     ]
+
+
+def test_quote_ls_cancel_and_rm(
+    env: KinemaServer, media: MediaServer, capsys: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KINEMA_API_KEY", fresh_key(env, "cli-lifecycle"))  # its own listing
+    request = ("video-01", "--image", f"{media.base}/wide.jpg", "--prompt", "pan")
+    code, out, _ = run(capsys, "quote", *request)
+    rows = dict(line.split(None, 1) for line in out.strip().splitlines())
+    assert code == 0 and rows["model"] == "video-01" and int(rows["credits"]) > 0, out
+    code, out, _ = run(capsys, "quote", "--json", *request)
+    assert code == 0 and json.loads(out)["status"] == "quote"
+    code, _, err = run(capsys, "ls")
+    assert code == 0 and "no generations" in err  # a quote creates nothing
+
+    ids = []
+    for _ in range(3):
+        code, out, _ = run(capsys, "generate", *request, "--no-wait")
+        assert code == 0
+        ids.append(out.strip())
+    code, out, err = run(capsys, "ls", "--limit", "2")
+    table = out.strip().splitlines()
+    assert code == 0 and table[0].split() == ["ID", "STATUS", "MODEL", "CREDITS", "DETAIL"]
+    assert [row.split()[0] for row in table[1:]] == [ids[2], ids[1]] and "--all" in err
+    code, out, err = run(capsys, "ls", "--all", "--model", "video-01")
+    assert [row.split()[0] for row in out.strip().splitlines()[1:]] == ids[::-1] and not err
+
+    code, out, _ = run(capsys, "cancel", ids[2])
+    assert code == 0 and out.startswith(f"{ids[2]}: cancel"), out
+    with Client() as client, pytest.raises(GenerationFailed) as cancelled:
+        client.videos.wait(ids[2], timeout=60)
+    assert cancelled.value.error_name == "Cancelled"
+    code, out, _ = run(capsys, "ls", "--status", "error")
+    assert code == 0 and ids[2] in out and "Cancelled" in out
+    code, _, err = run(capsys, "cancel", ids[2])
+    assert code == 1 and "409" in err and "already finished" in err
+
+    code, out, _ = run(capsys, "rm", ids[0], ids[1])
+    assert code == 0 and out.split() == [f"{ids[0]}:", "deleted", f"{ids[1]}:", "deleted"]
+    code, out, _ = run(capsys, "ls", "--json")
+    assert code == 0 and [g["id"] for g in json.loads(out)] == [ids[2]]
+    for argv in (("status", ids[0]), ("rm", ids[0]), ("cancel", "no-such-id")):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and "404" in err and len(err.strip().splitlines()) == 1, (argv, err)
+    try:
+        run(capsys, "ls", "--limit", "0")
+    except SystemExit as exit_:
+        assert exit_.code == 2 and "at least 1" in capsys.readouterr().err
+    else:
+        raise AssertionError("--limit 0 was accepted")

@@ -16,6 +16,7 @@ from kinema.client import (
     AuthenticationError,
     BadRequestError,
     Client,
+    ConflictError,
     DeadlineExceeded,
     Generation,
     GenerationFailed,
@@ -216,24 +217,50 @@ def test_get_retries_dropped_connections() -> None:
             Client(fake.base_url, "k", max_retries=1).videos.get("g")
 
 
-def test_post_is_never_blindly_retried(media: MediaServer) -> None:
-    body = {"prompt": "x", "image_url": f"{media.base}/landscape.png"}
+def test_submits_are_retried_with_one_idempotency_key(media: MediaServer) -> None:
+    body: dict[str, Any] = {"prompt": "x", "image_url": f"{media.base}/landscape.png"}
+    busy = Json(503, {"message": "store down"}, {"Retry-After": "0"})
     with FlakyServer() as fake:
         client = Client(fake.base_url, "k", max_retries=3)
-        fake.queue("POST", GENERATIONS, Drop())  # the request arrived: a job may exist
-        with pytest.raises(APIConnectionError):
-            client.videos.create("video-01", **body)
-        fake.queue("POST", GENERATIONS, Json(503, {"message": "store down"}))
-        with pytest.raises(InternalServerError) as down:
-            client.videos.create("video-01", **body)
-        assert down.value.status_code == 503 and len(fake.seen("POST")) == 2
-        # 429 is a refusal (no job made): retried after the server's Retry-After.
+        # The request arrived (a job may exist) but its answer did not, then a 503: both
+        # retried with the same Idempotency-Key, which the server answers with that job.
+        fake.queue("POST", GENERATIONS, Drop(), busy, Json(201, generation("g1", "queued")))
+        made = client.videos.create("video-01", **body)
+        first = fake.seen("POST")
+        keys = {r.headers["idempotency-key"] for r in first}
+        assert made.id == "g1" and len(first) == 3 and len({r.body for r in first}) == 1
+        assert len(keys) == 1 and len(next(iter(keys))) == 36  # a uuid4
+        # 429 is honoured with its Retry-After; a new call brings a new key.
         fake.queue("POST", GENERATIONS, Json(429, {"message": "slow down"}, {"Retry-After": "1"}),
                    Json(201, {"generation_id": "legacy-id", "status": "waiting"}))  # fmt: skip
         start = time.monotonic()
         made = client.videos.create("video-01", **body)
-        assert time.monotonic() - start >= 1.0 and len(fake.seen("POST")) == 4
+        assert time.monotonic() - start >= 1.0 and len(fake.seen("POST")) == 5
         assert (made.id, made.status, made.raw_status) == ("legacy-id", "queued", "waiting")
+        second = {r.headers["idempotency-key"] for r in fake.seen("POST")[3:]}
+        assert len(second) == 1 and not second & keys
+        # Retries run out: the last error. A 409 is never retried.
+        fake.queue("POST", GENERATIONS, busy, busy, busy, busy)
+        with pytest.raises(InternalServerError) as down:
+            client.videos.create("video-01", **body)
+        assert down.value.status_code == 503 and len(fake.seen("POST")) == 9
+        conflict = {"message": "Idempotency-Key 'order-1' was used with another body"}
+        fake.queue("POST", GENERATIONS, Json(409, conflict))
+        with pytest.raises(ConflictError, match="order-1"):
+            client.videos.create("video-01", idempotency_key="order-1", **body)
+        assert len(fake.seen("POST")) == 10
+        assert fake.seen("POST")[-1].headers["idempotency-key"] == "order-1"
+        # Kinema's other submit extensions: headers and a query parameter.
+        fake.queue("POST", GENERATIONS, Json(201, generation("g2", "queued")))
+        client.videos.create(
+            "video-01", priority="low", start_timeout=30, run_timeout=90.5,
+            webhook_url="https://hooks.example/kinema", **body,
+        )  # fmt: skip
+        sent = fake.seen("POST")[-1]
+        assert sent.headers["x-kinema-priority"] == "low"
+        assert float(sent.headers["x-kinema-start-timeout"]) == 30
+        assert float(sent.headers["x-kinema-run-timeout"]) == 90.5
+        assert sent.query == {"webhook_url": ["https://hooks.example/kinema"]}
 
 
 def test_post_retried_when_the_connection_was_refused(media: MediaServer) -> None:
@@ -268,6 +295,8 @@ def test_wait_spellings_deadline_and_hung_requests() -> None:
         with pytest.raises(GenerationFailed) as no_video:
             client.videos.wait("g")
         assert no_video.value.error_name == "MissingVideo"
+        # No events route on this server: the first wait learnt it, the others just poll.
+        assert len(fake.seen("GET", GENERATIONS + "/events")) == 1
         for stuck in (Json(200, generation("g", "queued", queue_position=2)), Hang(10)):
             fake.fallback("GET", GENERATIONS, stuck)
             start = time.monotonic()

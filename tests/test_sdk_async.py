@@ -88,15 +88,21 @@ def test_errors_map_to_the_same_types(server: KinemaServer, media: MediaServer) 
     asyncio.run(main())
 
 
-def test_retries_and_no_blind_post_retry() -> None:
+def test_retries_submits_with_one_idempotency_key() -> None:
+    body: dict[str, Any] = {"prompt": "x", "image_url": "https://x/a.png"}
+
     async def main(fake: FlakyServer) -> None:
         fake.queue("GET", GENERATIONS, Drop(), Json(200, generation("g", "queued")))
         async with AsyncClient(fake.base_url, "k", max_retries=1) as client:
             assert (await client.videos.get("g")).status == "queued"
-            fake.queue("POST", GENERATIONS, Drop())
+            fake.queue("POST", GENERATIONS, Drop(), Json(201, generation("g2", "queued")))
+            assert (await client.videos.create("video-01", **body)).id == "g2"
+            fake.queue("POST", GENERATIONS, Drop(), Drop())
             with pytest.raises(APIConnectionError):
-                await client.videos.create("video-01", prompt="x", image_url="https://x/a.png")
-        assert len(fake.seen("GET")) == 2 and len(fake.seen("POST")) == 1
+                await client.videos.create("video-01", **body)
+        assert len(fake.seen("GET")) == 2
+        keys = [r.headers["idempotency-key"] for r in fake.seen("POST")]
+        assert len(keys) == 4 and keys[0] == keys[1] != keys[2] == keys[3]
 
     with FlakyServer() as fake:
         asyncio.run(main(fake))

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import quote
 
 from pydantic import ValidationError
 
@@ -89,9 +90,93 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
+    """The key store `kinema keys` works on: a server's admin API when a base URL is
+    given (`--base-url`, or KINEMA_BASE_URL without `--data-dir`), else the database."""
     from kinema.store import open_store
 
+    base_url = getattr(args, "base_url", None)
+    if base_url is None and getattr(args, "data_dir", None) is None:
+        base_url = os.environ.get("KINEMA_BASE_URL")
+    if base_url:
+        return RemoteKeys(
+            base_url, getattr(args, "api_key", None) or os.environ.get("KINEMA_API_KEY")
+        )
     return open_store(_settings(args).resolved_database_url)
+
+
+class RemoteKeys:
+    """`kinema keys` over a server's admin API (`/v2/admin/keys`), with an admin key."""
+
+    def __init__(self, base_url: str, api_key: str | None) -> None:
+        import httpx
+
+        if not api_key:
+            _fail("a remote `kinema keys` needs an admin key: --api-key or KINEMA_API_KEY")
+        self.base_url = base_url.rstrip("/")
+        self.admins: set[str] = set()
+        self.http = httpx.Client(
+            base_url=self.base_url + "/v2/admin", timeout=30,
+            headers={"Authorization": f"Bearer {api_key}"},
+        )  # fmt: skip
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        import httpx
+
+        try:
+            response = self.http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach {self.base_url}: {exc}")
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            _fail(f"{self.base_url} answered {response.status_code}: {message}")
+        return response.json()
+
+    @staticmethod
+    def _key(data: dict[str, Any]) -> Any:
+        from kinema.store import ApiKey
+
+        def ts(value: str | None) -> float | None:
+            return None if value is None else datetime.fromisoformat(value).timestamp()
+
+        return ApiKey(
+            data["id"], data["name"], data["prefix"], data["credits"],
+            ts(data["created_at"]) or 0.0, ts(data["revoked_at"]),
+        )  # fmt: skip
+
+    def create_key(self, name: str, credits: int | None, admin: bool = False) -> tuple[Any, str]:
+        data = self._call("POST", "/keys", {"name": name, "credits": credits, "admin": admin})
+        return self._key(data), data["secret"]
+
+    def list_keys(self) -> list[Any]:
+        self.admins.clear()
+        keys = []
+        for data in self._call("GET", "/keys")["data"]:
+            keys.append(self._key(data))
+            if data["admin"]:
+                self.admins.add(data["id"])
+        return keys
+
+    def admin_key_ids(self) -> set[str]:
+        return self.admins
+
+    def revoke_key(self, key: str) -> Any:
+        data = self._call("POST", f"/keys/{quote(key, safe='')}/revoke")
+        return None if data is None else self._key(data)
+
+    def add_credits(self, key: str, credits: int | None) -> Any:
+        body = {"unlimited": True} if credits is None else {"add": credits}
+        data = self._call("POST", f"/keys/{quote(key, safe='')}/credit", body)
+        return None if data is None else self._key(data)
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"kinema: {message}", file=sys.stderr)
+    raise SystemExit(1)
 
 
 def _when(ts: float | None) -> str:
@@ -99,21 +184,30 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    key, secret = _store(args).create_key(args.name, args.credits)
+    store = _store(args)
+    if isinstance(store, RemoteKeys):
+        key, secret = store.create_key(args.name, args.credits, admin=args.admin)
+    else:
+        key, secret = store.create_key(args.name, args.credits)
+        if args.admin:
+            store.set_admin(key.id, True)
     credits = "unlimited" if key.credits is None else f"{key.credits} credits"
-    print(f"Created key {key.id} ({args.name}, {credits}). Store it now; it is not shown again:")
+    role = "admin key" if args.admin else "key"
+    print(f"Created {role} {key.id} ({args.name}, {credits}). Store it now; it is not shown again:")
     print(secret)
     return 0
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    keys = _store(args).list_keys()
-    print(f"{'ID':18} {'PREFIX':12} {'NAME':20} {'CREDITS':>14} {'CREATED':17} REVOKED")
+    store = _store(args)
+    keys = store.list_keys()
+    admins = store.admin_key_ids()
+    print(f"{'ID':18} {'PREFIX':12} {'NAME':20} {'CREDITS':>14} {'CREATED':17} {'REVOKED':17} ROLE")
     for k in keys:
         credits = "unlimited" if k.credits is None else str(k.credits)
         print(
             f"{k.id:18} {k.prefix:12} {k.name[:20]:20} {credits:>14} "
-            f"{_when(k.created_at):17} {_when(k.revoked_at)}"
+            f"{_when(k.created_at):17} {_when(k.revoked_at):17} {'admin' if k.id in admins else ''}"
         )
     return 0
 
@@ -165,19 +259,24 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--engines", help="comma-separated engines this machine runs")
     worker.set_defaults(func=cmd_worker)
 
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
-        dest="keys_command", required=True
-    )
-    create = keys.add_parser("create", parents=[data_dir], help="create a key (printed once)")
+    keys = sub.add_parser(
+        "keys", help="manage API keys (the database; a server's admin API with --base-url)"
+    ).add_subparsers(dest="keys_command", required=True)
+    remote = OneLineParser(add_help=False)  # `kinema keys` through a server's admin API
+    remote.add_argument("--base-url", help="a server's URL (default $KINEMA_BASE_URL)")
+    remote.add_argument("--api-key", help="an admin key (default $KINEMA_API_KEY)")
+    target = OneLineParser(add_help=False, parents=[data_dir, remote])
+    create = keys.add_parser("create", parents=[target], help="create a key (printed once)")
     create.add_argument("--name", required=True)
     create.add_argument("--credits", type=int, help="balance (default: unlimited)")
+    create.add_argument("--admin", action="store_true", help="an operator key (admin API, console)")
     create.set_defaults(func=cmd_keys_create)
-    listing = keys.add_parser("list", parents=[data_dir], help="list keys")
+    listing = keys.add_parser("list", parents=[target], help="list keys")
     listing.set_defaults(func=cmd_keys_list)
-    revoke = keys.add_parser("revoke", parents=[data_dir], help="revoke a key")
+    revoke = keys.add_parser("revoke", parents=[target], help="revoke a key")
     revoke.add_argument("key", help="key id or the key's first 10 characters")
     revoke.set_defaults(func=cmd_keys_revoke)
-    credit = keys.add_parser("credit", parents=[data_dir], help="top up a key's balance")
+    credit = keys.add_parser("credit", parents=[target], help="top up a key's balance")
     credit.add_argument("key", help="key id or the key's first 10 characters")
     amount = credit.add_mutually_exclusive_group(required=True)
     amount.add_argument("--add", type=int, help="credits to add (2,000,000 = $1)")
@@ -193,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(func=cmd_setup)
 
     add_commands(sub)
+    from kinema.cli_webhooks import add_commands as add_webhook_commands
+
+    add_webhook_commands(sub, data_dir)
     return parser
 
 

@@ -1,6 +1,7 @@
-"""The client half of the `kinema` command: generate, status, download, models. Built on
-`kinema.Client`; errors are one line on stderr (never a traceback) and exit codes are
-0 ok, 1 the server or the job said no, 2 a bad command line or request, 130 Ctrl-C."""
+"""The client half of the `kinema` command: generate, status, download, models, quote,
+cancel, ls, rm. Built on `kinema.Client`; errors are one line on stderr (never a
+traceback) and exit codes are 0 ok, 1 the server or the job said no, 2 a bad command line
+or request, 130 Ctrl-C."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from kinema.client._core import (
     QUEUED,
 )
 from kinema.client._inputs import coerce_fields
-from kinema.client.models import Generation, GenerationBase, ModelInfo
+from kinema.client._resources import MAX_PAGE
+from kinema.client.models import Generation, GenerationBase, ModelInfo, Quote
 from kinema.client.sync import Client
 
 BAR_WIDTH = 24
@@ -217,14 +219,23 @@ def parse_sets(pairs: Sequence[str]) -> dict[str, str]:
     return fields
 
 
-@guarded
-def cmd_generate(args: argparse.Namespace) -> int:
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields of `generate` / `quote`: --set pairs typed by the model's
+    schema, and --prompt."""
     fields: dict[str, Any] = coerce_fields(args.model, parse_sets(args.set))
     if args.prompt is not None:
         fields["prompt"] = args.prompt
+    return fields
+
+
+@guarded
+def cmd_generate(args: argparse.Namespace) -> int:
+    fields = _fields(args)
     with _client(args) as client:
         created = client.videos.create(
             args.model, image=args.image, audio=args.audio, last_image=args.last_image,
+            idempotency_key=args.idempotency_key, start_timeout=args.start_timeout,
+            run_timeout=args.run_timeout, priority=args.priority, webhook_url=args.webhook_url,
             **fields,
         )  # fmt: skip
         if args.no_wait:
@@ -236,6 +247,105 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
             return 0
         return _wait_and_download(client, created.id, args.output, args.timeout, created)
+
+
+def render_quote(quote: Quote) -> str:
+    rows = [
+        ("model", quote.model), ("backend", quote.backend),
+        ("capability", quote.capability), ("credits", quote.credits_used),
+    ]  # fmt: skip
+    return "\n".join(f"{name:11} {value}" for name, value in rows if value is not None)
+
+
+@guarded
+def cmd_quote(args: argparse.Namespace) -> int:
+    fields = _fields(args)
+    with _client(args) as client:
+        quote = client.videos.quote(
+            args.model, image=args.image, audio=args.audio, last_image=args.last_image, **fields
+        )
+    print(json.dumps(quote.raw, indent=2) if args.json else render_quote(quote))
+    return 0
+
+
+@guarded
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        generation = client.videos.cancel(args.id)
+    if generation.error is not None and generation.error.name == "Cancelled":
+        print(f"{generation.id}: cancelled")
+    else:  # a running job: its worker stops it at the next step
+        print(f"{generation.id}: cancelling (still {generation.status} while its worker stops)")
+    return 0
+
+
+@guarded
+def cmd_rm(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for generation_id in args.ids:
+            client.videos.delete(generation_id)
+            print(f"{generation_id}: deleted")
+    return 0
+
+
+def _detail(generation: GenerationBase) -> str:
+    if generation.error is not None:
+        return f"{generation.error.name}: {generation.error.message}"
+    if generation.video is not None:
+        v = generation.video
+        size = f"{v.width}x{v.height}" if v.width and v.height else ""
+        length = f"{v.duration:g} s" if v.duration is not None else ""
+        return "  ".join(part for part in (size, length) if part)
+    if generation.status == GENERATING and generation.progress is not None:
+        return f"{generation.progress:.0f}%"
+    if generation.status == QUEUED and generation.queue_position:
+        return f"position {generation.queue_position}"
+    return ""
+
+
+def render_table(generations: Sequence[GenerationBase]) -> str:
+    """Columns as wide as their widest cell; CREDITS right-aligned."""
+    header = ("ID", "STATUS", "MODEL", "CREDITS", "DETAIL")
+    rows = [header] + [
+        (g.id, g.raw_status or g.status, g.model or "",
+         "" if g.credits_used is None else str(g.credits_used), _detail(g))
+        for g in generations
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [cell.rjust(w) if i == 3 else cell.ljust(w) for i, (cell, w) in
+                 enumerate(zip(row, widths, strict=True))]  # fmt: skip
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+@guarded
+def cmd_ls(args: argparse.Namespace) -> int:
+    wanted = None if args.all else args.limit
+    with _client(args) as client:
+        page_size = MAX_PAGE if wanted is None else min(wanted, MAX_PAGE)
+        page = client.videos.list(status=args.status, model=args.model, limit=page_size)
+        shown: list[Generation] = []
+        more = False
+        for current in page.iter_pages():  # fetches the following pages as needed
+            if wanted is None:
+                shown += current.data
+                continue
+            room = wanted - len(shown)
+            shown += current.data[:room]
+            if len(shown) >= wanted:
+                more = len(current.data) > room or current.has_more
+                break
+    if args.json:
+        print(json.dumps([g.raw for g in shown], indent=2))
+    elif shown:
+        print(render_table(shown))
+    else:
+        print("no generations", file=sys.stderr)
+    if more:
+        print(f"kinema: showing the newest {len(shown)}; `--all` lists them all", file=sys.stderr)
+    return 0
 
 
 @guarded
@@ -318,8 +428,29 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _request_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and its fields, for generate and quote."""
+    parser.add_argument("model", help="e.g. veed/fabric-1.0 (see `kinema models`)")
+    parser.add_argument("--prompt")
+    parser.add_argument("--image", help="image file or URL (the model's image_url)")
+    parser.add_argument("--audio", help="audio file or URL (audio_url)")
+    parser.add_argument("--last-image", help="last-frame image file or URL (last_image_url)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="any request field, typed by the model's schema (repeatable)",
+    )  # fmt: skip
+
+
 def add_commands(sub: Any) -> None:
-    """Register generate / status / download / models on `kinema`'s subparsers."""
+    """Register generate / status / download / models / quote / cancel / ls / rm on
+    `kinema`'s subparsers."""
     server = OneLineParser(add_help=False)
     server.add_argument("--base-url", help="default $KINEMA_BASE_URL or http://127.0.0.1:8000")
     server.add_argument("--api-key", help="default $KINEMA_API_KEY, else $AIMLAPI_KEY")
@@ -331,19 +462,36 @@ def add_commands(sub: Any) -> None:
     waiting.add_argument("-o", "--output", help="file or directory (default: ./<id>.mp4)")
 
     gen = sub.add_parser(
-        "generate", parents=[server, waiting], help="create a video, wait, download it"
-    )
-    gen.add_argument("model", help="e.g. veed/fabric-1.0 (see `kinema models`)")
-    gen.add_argument("--prompt")
-    gen.add_argument("--image", help="image file or URL (the model's image_url)")
-    gen.add_argument("--audio", help="audio file or URL (audio_url)")
-    gen.add_argument("--last-image", help="last-frame image file or URL (last_image_url)")
-    gen.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
-        help="any request field, typed by the model's schema (repeatable)",
+        "generate", parents=[server, waiting],
+        help="create a video, follow its progress live, download it",
     )  # fmt: skip
+    _request_arguments(gen)
     gen.add_argument("--no-wait", action="store_true", help="print the id and exit")
+    gen.add_argument(
+        "--priority", choices=("low", "normal", "high"), help="among this key's queued jobs"
+    )
+    gen.add_argument("--webhook-url", help="the server POSTs the outcome here (signed)")
+    gen.add_argument(
+        "--start-timeout", type=float, metavar="SECONDS",
+        help="not started by then: the job ends with error Expired (not charged)",
+    )  # fmt: skip
+    gen.add_argument(
+        "--run-timeout", type=float, metavar="SECONDS",
+        help="running longer: the job is stopped (error TimedOut)",
+    )  # fmt: skip
+    gen.add_argument(
+        "--idempotency-key", metavar="KEY",
+        help="run again with the same key and request: the first job, not a second "
+        "(default: a fresh key, reused by the SDK's own retries)",
+    )  # fmt: skip
     gen.set_defaults(func=cmd_generate)
+
+    quote = sub.add_parser(
+        "quote", parents=[server], help="the price of a request (nothing created or charged)"
+    )
+    _request_arguments(quote)
+    quote.add_argument("--json", action="store_true", help="the raw answer")
+    quote.set_defaults(func=cmd_quote)
 
     status = sub.add_parser("status", parents=[server], help="show a generation")
     status.add_argument("id")
@@ -355,6 +503,27 @@ def add_commands(sub: Any) -> None:
     )
     download.add_argument("id")
     download.set_defaults(func=cmd_download)
+
+    cancel = sub.add_parser("cancel", parents=[server], help="cancel a queued or running job")
+    cancel.add_argument("id")
+    cancel.set_defaults(func=cmd_cancel)
+
+    ls = sub.add_parser("ls", parents=[server], help="list your generations, newest first")
+    ls.add_argument("--status", choices=(QUEUED, GENERATING, COMPLETED, ERROR))
+    ls.add_argument("--model")
+    count = ls.add_mutually_exclusive_group()
+    count.add_argument(
+        "--limit", type=_positive, default=20, metavar="N", help="show the newest N (default 20)"
+    )
+    count.add_argument("--all", action="store_true", help="show them all")
+    ls.add_argument("--json", action="store_true", help="the raw poll answers")
+    ls.set_defaults(func=cmd_ls)
+
+    rm = sub.add_parser(
+        "rm", parents=[server], help="delete generations: their videos and stored inputs"
+    )
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.set_defaults(func=cmd_rm)
 
     models = sub.add_parser("models", parents=[server], help="the models and their fields")
     models.add_argument("--json", action="store_true")

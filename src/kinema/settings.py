@@ -164,6 +164,20 @@ class Settings(BaseSettings):
         description="Delays between webhook delivery attempts (JSON list); after the last "
         "one fails the delivery is given up.",
     )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, description="One webhook attempt's whole POST (connect to response)."
+    )
+    webhook_dispatch: bool = Field(
+        default=True,
+        description="Send due webhook deliveries from this process (API processes and "
+        "workers; each attempt is claimed by exactly one of them).",
+    )
+    webhook_poll_seconds: float = Field(
+        default=1.0, description="How often an idle dispatcher looks for due deliveries."
+    )
+    webhook_concurrency: int = Field(
+        default=8, description="Webhook deliveries one process sends at once."
+    )
     max_streams_per_key: int = Field(
         default=20, description="Open event streams one key may hold (429 above)."
     )
@@ -181,6 +195,33 @@ class Settings(BaseSettings):
     max_input_bytes: int = Field(default=20 * 1024 * 1024, description="Per media input.")
     max_image_pixels: int = Field(default=50_000_000, description="Decompression-bomb cap.")
     fetch_timeout_seconds: float = Field(default=30.0, description="Whole fetch of one input.")
+
+    # -- upstream providers --------------------------------------------------------------
+    upstreams: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Named upstream provider instances, e.g. "
+        '{"aiml": {"kind": "aimlapi", "base_url": "https://api.aimlapi.com", '
+        '"api_key_env": "AIMLAPI_KEY"}} (JSON in the environment, `[upstreams.NAME]` '
+        "tables in the KINEMA_CONFIG file). See the README's Providers section.",
+    )
+    routes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Per model, the ordered backends (local engine or upstream names) that "
+        'may render it, e.g. {"video-01": ["aiml"]}; the first that serves the request\'s '
+        "capability takes it. A model with no route uses the local engines.",
+    )
+
+    # -- the OpenAI Videos dialect (/v1/videos) -------------------------------------------
+    openai_model_aliases: dict[str, str] = Field(
+        default_factory=lambda: {
+            "sora-2": "google/veo-3.1-lite-generate-001",
+            "sora-2-pro": "google/veo-3.1-lite-generate-001",
+        },
+        description="Model names /v1/videos accepts besides Kinema's model ids, each mapped "
+        'to one, e.g. {"sora-2": "google/veo-3.1-lite-generate-001"} (JSON in the '
+        "environment; replaces the default, which maps sora-2 and sora-2-pro, what OpenAI "
+        "clients send by default, to veo-3.1-lite).",
+    )
 
     # -- billing -------------------------------------------------------------------------
     prices: dict[str, int] = Field(
@@ -224,9 +265,7 @@ class Settings(BaseSettings):
             )
             if isinstance(value, list) and comma_separated:
                 env[key] = ",".join(str(v) for v in value)
-            elif isinstance(value, list):
-                env[key] = json.dumps(value)
-            elif isinstance(value, dict):
+            elif isinstance(value, list | dict):
                 env[key] = json.dumps(value)
             elif isinstance(value, bool):
                 env[key] = "1" if value else "0"

@@ -12,19 +12,22 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from kinema import __version__
-from kinema.api import files, openapi, operations
+from kinema.api import admin, events, files, openapi, operations, web
+from kinema.api import webhooks as webhook_routes
 from kinema.api.auth import Authenticator
 from kinema.api.errors import ErrorRenderer, install
 from kinema.api.middleware import BodyLimit, RequestIds
 from kinema.api.polling import Poller, PollFastPath
 from kinema.dialects import Dialect
 from kinema.dialects.aimlapi import AimlApiDialect
+from kinema.dialects.openai import OpenAIDialect
 from kinema.engines import EngineSet
 from kinema.jobs.submission import Submitter
 from kinema.settings import Settings
 from kinema.specs import SPECS
 from kinema.storage import BlobStorage, LocalStorage, open_storage
 from kinema.store import JobStore, open_store
+from kinema.webhooks.dispatcher import lifespan as webhook_dispatch
 
 log = logging.getLogger("kinema.api")
 
@@ -65,17 +68,26 @@ def create_app(
     auth = Authenticator(store, settings.auth_cache_seconds)
     submitter = Submitter(settings, store, engines)
     # The first dialect that owns a path answers it; the last is the default envelope.
-    dialects: list[Dialect] = [AimlApiDialect(auth, submitter)]
+    dialects: list[Dialect] = [
+        OpenAIDialect(auth, submitter, storage),  # /v1/videos
+        AimlApiDialect(auth, submitter, storage),
+    ]
     render = ErrorRenderer(dialects)
 
-    app = KinemaApp(title="Kinema", version=__version__, description=DESCRIPTION)
+    app = KinemaApp(
+        title="Kinema", version=__version__, description=DESCRIPTION,
+        lifespan=webhook_dispatch(settings, store, storage),  # sends due webhooks
+    )  # fmt: skip
     app.state.settings = settings
     app.state.store = store
     app.state.engines = engines
     install(app, render)
     for dialect in dialects:
         app.include_router(dialect.router())
+    app.include_router(events.router(store, auth, dialects[-1], storage, settings))
     app.include_router(operations.router(store))
+    app.include_router(admin.router(store, auth, engines))  # /v2/admin: operator keys
+    app.include_router(web.router(settings))  # the playground and console at /playground
     if isinstance(storage, LocalStorage):
         app.include_router(files.router(storage))
 
@@ -97,6 +109,7 @@ def create_app(
         }
 
     openapi.install(app, dialects)
+    webhook_routes.install(app, store, auth, settings)  # routes + documented events
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, render=render)
     app.add_middleware(RequestIds)  # outermost: every response gets the ids
     app.poll_fast_path = PollFastPath(

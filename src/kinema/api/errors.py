@@ -5,6 +5,7 @@ module only installs the handlers and picks the dialect."""
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -52,13 +53,27 @@ def _respond(rendered: Rendered) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def allowed_methods(routed: str, dialect: Dialect, path: str) -> str:
-    """`Allow` of a 405: the methods FastAPI routes here plus GET where the dialect
-    answers polls ahead of FastAPI (kinema.api.polling), so FastAPI never sees them."""
-    methods = [m.strip() for m in routed.split(",") if m.strip()]
-    if dialect.poll_id(path, b"") is not None and "GET" not in methods:
-        methods.append("GET")
-    return ", ".join(sorted(methods))
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def allowed_methods(request: Request, dialect: Dialect, path: str) -> str:
+    """`Allow` of a 405: exactly the methods `/openapi.json` documents for this path (that
+    document lists every route, the polls answered ahead of FastAPI included), so the two
+    can never disagree."""
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = []
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            pattern = re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)))
+            methods = sorted(m.upper() for m in operations if m in HTTP_METHODS)
+            table.append((pattern, methods))
+        # Literal paths before templated ones: /v1/videos/extensions is not /v1/videos/{id}.
+        table.sort(key=lambda entry: entry[0].pattern.count("[^/]+"))
+        request.app.state.allowed_methods = table
+    for pattern, methods in table:
+        if pattern.fullmatch(path):
+            return ", ".join(methods)
+    return "GET" if dialect.poll_id(path, b"") is not None else ""
 
 
 def install(app: FastAPI, render: ErrorRenderer) -> None:
@@ -89,7 +104,7 @@ def install(app: FastAPI, render: ErrorRenderer) -> None:
         status, body, _ = dialect.render_status(exc.status_code, message, path, rid)
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            headers["Allow"] = allowed_methods(headers.get("Allow", ""), dialect, path)
+            headers["Allow"] = allowed_methods(request, dialect, path)
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(ClientDisconnect)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from starlette.types import Scope, Send
@@ -33,34 +31,12 @@ POLL_THREADS = 8
 ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-class FinishedJobs:
-    """A bounded cache of jobs in a final state (`completed`, `error`). Those rows never
-    change again, so a client polling a finished job (the last poll of every loop, and
-    every poll of a client that keeps asking) costs no database read."""
-
-    def __init__(self, capacity: int = 50_000) -> None:
-        self.capacity = capacity
-        self._jobs: OrderedDict[str, tuple[str, JobStatus]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, job_id: str, key_id: str) -> JobStatus | None:
-        hit = self._jobs.get(job_id)
-        return hit[1] if hit is not None and hit[0] == key_id else None
-
-    def add(self, key_id: str, job: JobStatus) -> None:
-        with self._lock:
-            self._jobs[job.id] = (key_id, job)
-            if len(self._jobs) > self.capacity:
-                self._jobs.popitem(last=False)
-
-
 class Poller:
     """The poll itself, HTTP-framework-free: id + Authorization -> the job's status."""
 
     def __init__(self, store: JobQueue, auth: Authenticator) -> None:
         self.store = store
         self.auth = auth
-        self.finished = FinishedJobs()
 
     def __call__(self, generation_id: str, authorization: str) -> JobStatus:
         if not generation_id or len(generation_id) > 200:
@@ -70,14 +46,12 @@ class Poller:
             )  # fmt: skip
             raise ValidationFailed([problem])
         key = self.auth.check(authorization)
-        job = self.finished.get(generation_id, key.id)
+        # Always the store's word (no cache of finished jobs): a generation deleted through
+        # any replica is gone from every replica at once.
+        job = self.store.get_status(generation_id, key.id)
         if job is None:
-            job = self.store.get_status(generation_id, key.id)
-            if job is None:
-                # Another key's generation is indistinguishable from a missing one.
-                raise NotFound(f"Generation '{generation_id}' was not found.")
-            if job.status.is_terminal:
-                self.finished.add(key.id, job)
+            # Another key's generation is indistinguishable from a missing one.
+            raise NotFound(f"Generation '{generation_id}' was not found.")
         return job
 
 

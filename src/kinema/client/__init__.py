@@ -8,8 +8,19 @@
                                    audio=Path("hello.mp3"), resolution="480p")
     print(video.download("out.mp4"))
 
+    job = client.videos.create("video-01", image=Path("a.png"), prompt="pan left")
+    for event in client.videos.stream(job):  # live: status changes and progress steps
+        print(event.event, event.generation.status, event.generation.progress)
+    client.videos.cancel(job)  # or delete(job); list(status=...) walks every page
+    print(client.videos.quote("video-01", image=Path("a.png"), prompt="pan").credits_used)
+
 `kinema.AsyncClient` has the same surface, awaited. Errors: `kinema.client.errors`.
+Receiving webhooks: `kinema.client.verify_webhook` (`kinema.client.webhooks`).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from kinema.client.aio import AsyncClient
 from kinema.client.errors import (
@@ -18,6 +29,7 @@ from kinema.client.errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConflictError,
     DeadlineExceeded,
     GenerationFailed,
     InternalServerError,
@@ -28,8 +40,21 @@ from kinema.client.errors import (
     PermissionDeniedError,
     RateLimitError,
 )
-from kinema.client.models import AsyncGeneration, Generation, JobError, ModelInfo, Video
+from kinema.client.models import (
+    AsyncGeneration,
+    AsyncPage,
+    Generation,
+    GenerationEvent,
+    JobError,
+    ModelInfo,
+    Page,
+    Quote,
+    Video,
+)
 from kinema.client.sync import Client
+
+if TYPE_CHECKING:
+    from kinema.client.webhooks import WebhookVerificationFailed, verify_webhook
 
 __all__ = [
     "APIConnectionError",
@@ -37,11 +62,14 @@ __all__ = [
     "APITimeoutError",
     "AsyncClient",
     "AsyncGeneration",
+    "AsyncPage",
     "AuthenticationError",
     "BadRequestError",
     "Client",
+    "ConflictError",
     "DeadlineExceeded",
     "Generation",
+    "GenerationEvent",
     "GenerationFailed",
     "InternalServerError",
     "JobError",
@@ -49,8 +77,23 @@ __all__ = [
     "LocalValidationError",
     "ModelInfo",
     "NotFoundError",
+    "Page",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "Quote",
     "RateLimitError",
     "Video",
+    "WebhookVerificationFailed",
+    "verify_webhook",
 ]
+
+_WEBHOOKS = ("WebhookVerificationFailed", "verify_webhook")
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: the verifier's dependencies are not needed to call the API.
+    if name in _WEBHOOKS:
+        from kinema.client import webhooks
+
+        return getattr(webhooks, name)
+    raise AttributeError(f"module 'kinema.client' has no attribute {name!r}")

@@ -27,6 +27,9 @@ from kinema.client.errors import (
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 GENERATIONS_PATH = "/v2/video/generations"
+CANCEL_PATH = GENERATIONS_PATH + "/cancel"
+LIST_PATH = GENERATIONS_PATH + "/list"
+EVENTS_PATH = GENERATIONS_PATH + "/events"
 MODELS_PATH = "/v2/models"
 DEFAULT_TIMEOUT = 60.0  # one HTTP request
 DEFAULT_MAX_RETRIES = 2
@@ -82,22 +85,133 @@ class ApiRequest:
     path: str
     params: dict[str, str] | None = None
     json: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+    # Safe to send again after it may have reached the server (None: GET/HEAD/DELETE are).
+    idempotent: bool | None = None
 
     def url(self, base_url: str) -> str:
         return self.path if "://" in self.path else base_url + self.path
 
+    @property
+    def retry_safe(self) -> bool:
+        if self.idempotent is not None:
+            return self.idempotent
+        return self.method in ("GET", "HEAD", "DELETE")
 
-def create_request(body: dict[str, Any]) -> ApiRequest:
-    # The unified route serves all five models; the legacy vendor routes add nothing here.
-    return ApiRequest("POST", GENERATIONS_PATH, json=body)
+
+PRIORITIES = ("low", "normal", "high")
+MAX_IDEMPOTENCY_KEY = 255
+MAX_DEADLINE_SECONDS = 30 * 86400
+
+
+def _problem(field: str, message: str, expected: str, received: Any) -> dict[str, Any]:
+    return {"field": field, "message": message, "expected": expected, "received": received}
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """Kinema's submit extensions: the `Idempotency-Key`, `X-Kinema-Start-Timeout`,
+    `X-Kinema-Run-Timeout` and `X-Kinema-Priority` headers and the `webhook_url` query
+    parameter (servers without them, like the hosted AI/ML API, ignore them)."""
+
+    idempotency_key: str | None = None
+    start_timeout: float | None = None
+    run_timeout: float | None = None
+    priority: str | None = None
+    webhook_url: str | None = None
+
+    def problems(self) -> list[dict[str, Any]]:
+        """What the server would refuse, in its 400 `details` shape."""
+        found: list[dict[str, Any]] = []
+        key = self.idempotency_key
+        if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+            found.append({"field": "Idempotency-Key", "message": "must be 1-255 characters"})
+        for name, value in (
+            ("X-Kinema-Start-Timeout", self.start_timeout),
+            ("X-Kinema-Run-Timeout", self.run_timeout),
+        ):
+            if value is not None and not 0 < value <= MAX_DEADLINE_SECONDS:
+                found.append(
+                    _problem(name, "must be a number of seconds", "0 < seconds <= 2592000", value)
+                )
+        if self.priority is not None and self.priority not in PRIORITIES:
+            found.append(
+                _problem(
+                    "X-Kinema-Priority", "unknown priority", "low | normal | high", self.priority
+                )
+            )
+        return found
+
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.idempotency_key is not None:
+            headers["Idempotency-Key"] = self.idempotency_key
+        if self.start_timeout is not None:
+            headers["X-Kinema-Start-Timeout"] = repr(float(self.start_timeout))
+        if self.run_timeout is not None:
+            headers["X-Kinema-Run-Timeout"] = repr(float(self.run_timeout))
+        if self.priority is not None:
+            headers["X-Kinema-Priority"] = self.priority
+        return headers
+
+    def params(self) -> dict[str, str]:
+        return {"webhook_url": self.webhook_url} if self.webhook_url is not None else {}
+
+
+def create_request(body: dict[str, Any], options: SubmitOptions | None = None) -> ApiRequest:
+    """A submit. The unified route serves all five models; the legacy vendor routes add
+    nothing here. With an Idempotency-Key it is safe to retry whatever happened to the
+    first attempt: the server answers a repeat with the job the first one made."""
+    options = options or SubmitOptions()
+    return ApiRequest(
+        "POST", GENERATIONS_PATH, params=options.params() or None, json=body,
+        headers=options.headers() or None, idempotent=options.idempotency_key is not None,
+    )  # fmt: skip
+
+
+def quote_request(body: dict[str, Any]) -> ApiRequest:
+    """A dry run: validated and priced like a submit, creating nothing (so retried freely)."""
+    return ApiRequest(
+        "POST", GENERATIONS_PATH, params={"dry_run": "true"}, json=body, idempotent=True
+    )
 
 
 def get_request(generation_id: str) -> ApiRequest:
     return ApiRequest("GET", GENERATIONS_PATH, params={"generation_id": generation_id})
 
 
+def cancel_request(generation_id: str) -> ApiRequest:
+    # Asking twice for the same end state is harmless (the flow reads a 409 after a retry).
+    return ApiRequest("POST", CANCEL_PATH, params={"generation_id": generation_id}, idempotent=True)
+
+
+def delete_request(generation_id: str) -> ApiRequest:
+    return ApiRequest("DELETE", GENERATIONS_PATH, params={"generation_id": generation_id})
+
+
+def list_request(
+    *, status: str | None, model: str | None, limit: int | None, after: str | None
+) -> ApiRequest:
+    query = {"status": status, "model": model, "after": after}
+    params = {name: value for name, value in query.items() if value is not None}
+    if limit is not None:
+        params["limit"] = str(limit)
+    return ApiRequest("GET", LIST_PATH, params=params)
+
+
+def events_request(generation_id: str, last_event_id: str | None) -> ApiRequest:
+    headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    return ApiRequest("GET", EVENTS_PATH, params={"generation_id": generation_id}, headers=headers)
+
+
 def models_request() -> ApiRequest:
     return ApiRequest("GET", MODELS_PATH)
+
+
+def merged_headers(base: Mapping[str, str], request: ApiRequest) -> dict[str, str]:
+    return {**base, **(request.headers or {})}
 
 
 @dataclass(frozen=True)
@@ -230,26 +344,36 @@ def backoff(attempt: int, rng: random.Random) -> float:
 
 
 def retry_delay(
-    method: str, outcome: Reply | Failure, attempt: int, max_retries: int | None,
+    request: ApiRequest, outcome: Reply | Failure, attempt: int, max_retries: int | None,
     rng: random.Random,
 ) -> float | None:  # fmt: skip
     """Seconds to wait before retrying `outcome`, or None: do not retry.
 
-    GETs are idempotent and retried on any transport failure and on 408/429/5xx. A POST
-    creates a paid job, so it is retried only when the request surely never reached the
-    server (connection refused / connect timeout) or when the server refused it with 429,
-    which the contract defines as "not accepted"; never after a connection that broke
-    mid-request or a 5xx, where a job may already exist."""
+    A request that is safe to repeat (GET, DELETE, a cancel, a dry run, and a submit with
+    an Idempotency-Key, which the server answers with the first attempt's job) is retried
+    on any transport failure and on 408/429/5xx. Any other request only when it surely
+    never reached the server (connection refused / connect timeout) or got 429, which the
+    contract defines as "not accepted"."""
     if max_retries is not None and attempt >= max_retries:
         return None
     if isinstance(outcome, Failure):
-        if outcome.kind in (DEADLINE, INVALID) or (method != "GET" and outcome.sent):
+        if outcome.kind in (DEADLINE, INVALID) or (not request.retry_safe and outcome.sent):
             return None
         return backoff(attempt, rng)
-    if outcome.status == 429 or (method == "GET" and outcome.status in RETRY_STATUSES):
+    if outcome.status == 429 or (request.retry_safe and outcome.status in RETRY_STATUSES):
         after = parse_retry_after(outcome.headers)
         return backoff(attempt, rng) if after is None else min(after, MAX_RETRY_AFTER)
     return None
+
+
+def lacks_route(error: KinemaClientError) -> bool:
+    """The server has no such route (an older Kinema, the hosted AI/ML API): a 404 that is
+    about the path (`Cannot GET /v2/...`), not about a generation, or a 405/501."""
+    if not isinstance(error, APIStatusError):
+        return False
+    if error.status_code in (405, 501):
+        return True
+    return error.status_code == 404 and error.message.startswith("Cannot ")
 
 
 @dataclass
@@ -286,6 +410,74 @@ def request_timeout(timeout: float | None, deadline: float | None) -> float | No
         return timeout
     left = max(0.001, remaining(deadline))
     return left if timeout is None else min(timeout, left)
+
+
+# --------------------------------------------------------------------------- event streams
+def is_event_stream(status: int, headers: Mapping[str, str]) -> bool:
+    """A 2xx `text/event-stream` answer: its body is read line by line as it arrives."""
+    kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    return 200 <= status < 300 and kind.lower().startswith("text/event-stream")
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One dispatched Server-Sent Event; `id` is the last event id in effect."""
+
+    id: str | None
+    event: str
+    data: str
+
+
+class SseParser:
+    """The `text/event-stream` format (WHATWG HTML, "Server-sent events"), fed one line at
+    a time (without its line ending): fields accumulate until a blank line dispatches
+    them; comment lines (`: keep-alive`) and unknown fields are ignored. `last_id` is the
+    id of the last dispatched event (what `Last-Event-ID` resumes after): an event cut
+    before its blank line is never dispatched, and its `id:` does not count."""
+
+    def __init__(self, last_id: str | None = None) -> None:
+        self.last_id = last_id
+        self.retry_ms: int | None = None
+        self._id = last_id
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> SseEvent | None:
+        if not line:
+            data, event = self._data, self._event or "message"
+            self._data, self._event = [], ""
+            self.last_id = self._id
+            return SseEvent(self.last_id, event, "\n".join(data)) if data else None
+        if line.startswith(":"):
+            return None
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+        elif name == "retry" and value.isdigit():
+            self.retry_ms = int(value)
+        return None
+
+    def reset(self) -> None:
+        """Forget a half-received event (its connection broke)."""
+        self._id, self._event, self._data = self.last_id, "", []
+
+
+STREAM_IDLE_TIMEOUT = 45.0  # Kinema sends a keep-alive every 15 s: 45 s of silence is a dead line
+
+
+def stream_timeout(timeout: float | None, deadline: float | None) -> httpx.Timeout:
+    """Timeouts of an event stream: `timeout` to connect and get the answer's head, then
+    no read may wait more than STREAM_IDLE_TIMEOUT (or `timeout`, if longer): a stream is
+    quiet between events by design."""
+    connect = request_timeout(timeout, deadline)
+    read = None if timeout is None else max(timeout, STREAM_IDLE_TIMEOUT)
+    return httpx.Timeout(connect, read=read)
 
 
 # --------------------------------------------------------------------------- downloads

@@ -10,6 +10,8 @@
     │   ├── AuthenticationError      401 missing / invalid / revoked key
     │   ├── PermissionDeniedError    403 out of credits
     │   ├── NotFoundError            404 unknown generation (or another key's)
+    │   ├── ConflictError            409 Idempotency-Key reused for another body, cancel
+    │   │                            of a finished generation
     │   ├── PayloadTooLargeError     413
     │   ├── RateLimitError           429 (carries `retry_after`)
     │   └── InternalServerError      5xx (503: store unreachable)
@@ -32,6 +34,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ConflictError",
     "DeadlineExceeded",
     "GenerationFailed",
     "InternalServerError",
@@ -133,6 +136,13 @@ class NotFoundError(APIStatusError):
     status_code = 404
 
 
+class ConflictError(APIStatusError):
+    """409: the request conflicts with the generation's state (cancelling one that has
+    finished) or with an earlier request (an Idempotency-Key reused for another body)."""
+
+    status_code = 409
+
+
 class PayloadTooLargeError(APIStatusError):
     status_code = 413
 
@@ -165,6 +175,7 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    409: ConflictError,
     413: PayloadTooLargeError,
     429: RateLimitError,
 }

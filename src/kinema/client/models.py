@@ -1,13 +1,15 @@
 """What the SDK returns: a `Generation` (one poll or submit answer, parsed defensively) with
-its `Video` and `JobError`. The sync and async clients share `GenerationBase`; the two
-subclasses only differ in how `download()` runs (plain call vs. coroutine)."""
+its `Video` and `JobError`; a `GenerationEvent` of a live stream; a `Page` of a listing; a
+`Quote`. The sync and async clients share `GenerationBase`; the two subclasses only differ
+in how `download()` runs (plain call vs. coroutine), as `Page` and `AsyncPage` differ in
+how the next page is fetched."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from kinema.client._core import COMPLETED, ERROR, normalize_status
 
@@ -15,7 +17,10 @@ if TYPE_CHECKING:
     from kinema.client.aio import AsyncClient
     from kinema.client.sync import Client
 
-__all__ = ["AsyncGeneration", "Generation", "GenerationBase", "JobError", "ModelInfo", "Video"]
+__all__ = [
+    "AsyncGeneration", "AsyncPage", "Generation", "GenerationBase", "GenerationEvent",
+    "JobError", "ModelInfo", "Page", "Quote", "Video",
+]  # fmt: skip
 
 
 def _int(value: Any) -> int | None:
@@ -211,3 +216,102 @@ class ModelInfo:
             fields=dict(properties) if isinstance(properties, Mapping) else {},
             prices=dict(prices) if isinstance(prices, Mapping) else {},
         )
+
+
+G = TypeVar("G", bound=GenerationBase)
+
+
+@dataclass(frozen=True)
+class GenerationEvent(Generic[G]):
+    """One event of a generation's live stream (`videos.stream`): `id` its sequence number
+    (what `last_event_id=` resumes after), `event` its kind (`status`: the status changed;
+    `progress`: a progress step) and `generation` the job as it was at that event."""
+
+    id: int | None
+    event: str
+    generation: G
+
+    @property
+    def done(self) -> bool:
+        """The terminal event (completed or error): the last one of the stream."""
+        return self.generation.done
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a submit would cost (`videos.quote`, a dry run: nothing created or charged):
+    `credits_used` the price, `backend` / `capability` what would render it."""
+
+    model: str | None
+    credits_used: int | None
+    backend: str | None
+    capability: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> Quote:
+        meta = body.get("meta")
+        usage: Any = meta.get("usage") if isinstance(meta, Mapping) else None
+        credits = usage.get("credits_used") if isinstance(usage, Mapping) else None
+        return cls(
+            model=_str(body.get("model")), credits_used=_int(credits),
+            backend=_str(body.get("backend")), capability=_str(body.get("capability")),
+            raw=dict(body),
+        )  # fmt: skip
+
+
+@dataclass
+class PageBase(Generic[G]):
+    """One page of `videos.list`, newest first: `data` and the cursor of the next page
+    (`next`, None on the last page)."""
+
+    data: list[G]
+    next: str | None
+
+    @property
+    def has_more(self) -> bool:
+        return self.next is not None
+
+
+@dataclass
+class Page(PageBase[G]):
+    """Iterating a page walks every generation of this page and the following ones
+    (fetched as needed); `next_page()` / `iter_pages()` go page by page."""
+
+    _fetch: Callable[[str], Page[G]] = field(repr=False, compare=False, kw_only=True)
+
+    def next_page(self) -> Page[G] | None:
+        return self._fetch(self.next) if self.next is not None else None
+
+    def iter_pages(self) -> Iterator[Page[G]]:
+        page: Page[G] | None = self
+        while page is not None:
+            yield page
+            page = page.next_page()
+
+    def __iter__(self) -> Iterator[G]:
+        for page in self.iter_pages():
+            yield from page.data
+
+
+@dataclass
+class AsyncPage(PageBase[G]):
+    """`Page` of the async client: `async for` walks this page and the following ones."""
+
+    _fetch: Callable[[str], Awaitable[AsyncPage[G]]] = field(
+        repr=False, compare=False, kw_only=True
+    )
+
+    async def next_page(self) -> AsyncPage[G] | None:
+        return await self._fetch(self.next) if self.next is not None else None
+
+    async def iter_pages(self) -> AsyncIterator[AsyncPage[G]]:
+        page: AsyncPage[G] | None = self
+        while page is not None:
+            yield page
+            page = await page.next_page()
+
+    async def __aiter__(self) -> AsyncIterator[G]:
+        async for page in self.iter_pages():
+            for item in page.data:
+                yield item

@@ -5,7 +5,8 @@ from __future__ import annotations
 import builtins
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 import httpx
 
 from kinema.client._core import (
+    BROKEN,
     DEADLINE,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -22,24 +24,39 @@ from kinema.client._core import (
     Failure,
     Reply,
     classify,
+    is_event_stream,
+    merged_headers,
     plan_body,
     remaining,
     request_timeout,
+    stream_timeout,
 )
 from kinema.client._flows import (
+    Close,
     Effect,
+    Emit,
     Fetch,
     FetchResult,
     Flow,
     Notify,
+    Open,
+    Opened,
+    ReadLine,
     Send,
     Sleep,
     open_part,
     unusable_answer,
 )
 from kinema.client._inputs import MediaInput
-from kinema.client._resources import DEFAULT_POLL_INTERVAL, BaseClient, ModelsBase, VideosBase
-from kinema.client.models import Generation, GenerationBase, ModelInfo
+from kinema.client._resources import (
+    DEFAULT_POLL_INTERVAL,
+    BaseClient,
+    ListQuery,
+    ModelsBase,
+    VideosBase,
+    submit_options,
+)
+from kinema.client.models import Generation, GenerationBase, GenerationEvent, ModelInfo, Page, Quote
 
 T = TypeVar("T")
 ProgressCallback = Callable[[Generation], object]
@@ -56,9 +73,12 @@ class Client(BaseClient[Generation]):
         api_key: the bearer key. Default: ``$KINEMA_API_KEY``, else ``$AIMLAPI_KEY``.
         timeout: seconds for one HTTP request (None: no limit). ``wait`` / ``generate``
             have their own overall deadline on top.
-        max_retries: retries of a failed request. GETs are retried on connection errors,
-            408, 429 and 5xx; a submit only when it surely never reached the server or got
-            429, so a retry can never start a second paid job.
+        max_retries: retries of a failed request, on connection errors, timeouts, 408,
+            429 and 5xx. Submits too: each carries an ``Idempotency-Key`` (one per
+            ``create`` call, the same on its retries), so a retry never starts a second
+            job on Kinema.
+        http_client: an ``httpx.Client`` to send with (proxies, custom transports); the
+            caller closes it.
 
     Use as a context manager (or call ``close()``) to release connections::
 
@@ -71,14 +91,19 @@ class Client(BaseClient[Generation]):
     def __init__(
         self, base_url: str | None = None, api_key: str | None = None, *,
         timeout: float | None = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.Client | None = None,
     ) -> None:  # fmt: skip
         super().__init__(base_url, api_key, timeout=timeout, max_retries=max_retries)
-        self._http = httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT})
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(
+            timeout=timeout, headers={"User-Agent": USER_AGENT}
+        )
         self.videos = Videos(self)
         self.models = Models(self)
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -94,7 +119,21 @@ class Client(BaseClient[Generation]):
 
     # -- running flows -------------------------------------------------------------------
     def _run(self, flow: Flow[T], on_progress: ProgressCallback | None = None) -> T:
+        driver = self._drive(flow, on_progress)
+        while True:
+            try:
+                next(driver)  # a flow run this way emits nothing
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+
+    def _drive(
+        self, flow: Flow[T], on_progress: ProgressCallback | None = None
+    ) -> Generator[Any, None, T]:
+        """Perform `flow`'s effects; yield what it emits; return its result. Streams it
+        leaves open are closed when it ends, however it ends."""
         value: Any = None
+        streams: list[_EventStream] = []
         try:
             while True:
                 try:
@@ -102,14 +141,32 @@ class Client(BaseClient[Generation]):
                 except StopIteration as stop:
                     result: T = stop.value
                     return result
-                value = self._perform(effect, on_progress)
+                if isinstance(effect, Emit):
+                    yield effect.value
+                    value = None
+                else:
+                    value = self._perform(effect, on_progress, streams)
         finally:
             flow.close()
+            for stream in streams:
+                stream.close()
 
-    def _perform(self, effect: Effect, on_progress: ProgressCallback | None) -> Any:
+    def _perform(
+        self, effect: Effect, on_progress: ProgressCallback | None, streams: list[_EventStream]
+    ) -> Any:
         if isinstance(effect, Send):
-            return self._send_bounded(effect)
-        if isinstance(effect, Sleep):
+            request = effect.request
+            timeout = request_timeout(self.timeout, effect.deadline)
+            return self._bounded(effect.deadline, lambda: self._send(request, timeout))
+        if isinstance(effect, ReadLine):
+            return self._bounded(effect.deadline, effect.handle.read_line)
+        if isinstance(effect, Open):
+            return self._open_bounded(effect, streams)
+        if isinstance(effect, Close):
+            effect.handle.close()
+            with suppress(ValueError):
+                streams.remove(effect.handle)
+        elif isinstance(effect, Sleep):
             time.sleep(effect.seconds)
         elif isinstance(effect, Notify):
             if on_progress is not None and isinstance(effect.generation, Generation):
@@ -118,31 +175,44 @@ class Client(BaseClient[Generation]):
             return self._fetch(effect)
         return None
 
-    def _send_bounded(self, effect: Send) -> Reply | Failure:
-        if effect.deadline is None:
-            return self._send(effect.request, self.timeout)
-        left = remaining(effect.deadline)
+    def _bounded(
+        self, deadline: float | None, work: Callable[[], Any],
+        discard: Callable[[Any], None] | None = None,
+    ) -> Any:  # fmt: skip
+        """`work()`, or `Failure(DEADLINE)` once `deadline` passes. httpx timeouts bound
+        each phase (connect, each read), not a whole request, so a server trickling bytes
+        could outlast any deadline: with one, the work runs on a helper thread that we
+        stop waiting for at the deadline (its own timeout, capped to the time left, then
+        ends it). A result that comes after that goes to `discard`."""
+        if deadline is None:
+            return work()
+        left = remaining(deadline)
         if left <= 0:
             return Failure(DEADLINE, False, "the deadline passed")
-        # httpx timeouts bound each phase (connect, each read), not a whole request, so a
-        # server trickling bytes could outlast any deadline. The request runs on a helper
-        # thread that we stop waiting for at the deadline; its own timeout (capped to the
-        # time left) then ends it shortly after.
-        box: list[Reply | Failure | BaseException] = []
+        box: list[Any] = []
+        abandoned = False
+        lock = threading.Lock()
         done = threading.Event()
-        timeout = request_timeout(self.timeout, effect.deadline)
 
-        def work() -> None:
+        def run() -> None:
             try:
-                box.append(self._send(effect.request, timeout))
+                outcome: Any = work()
             except BaseException as exc:  # handed to the caller's thread below
-                box.append(exc)
-            finally:
-                done.set()
+                outcome = exc
+            with lock:
+                late = abandoned
+                if not late:
+                    box.append(outcome)
+            if late and discard is not None and not isinstance(outcome, BaseException):
+                discard(outcome)
+            done.set()
 
-        threading.Thread(target=work, name="kinema-request", daemon=True).start()
+        threading.Thread(target=run, name="kinema-request", daemon=True).start()
         if not done.wait(left):
-            return Failure(DEADLINE, True, "the deadline passed mid-request")
+            with lock:
+                if not box:
+                    abandoned = True
+                    return Failure(DEADLINE, True, "the deadline passed mid-request")
         outcome = box[0]
         if isinstance(outcome, BaseException):
             raise outcome
@@ -152,12 +222,51 @@ class Client(BaseClient[Generation]):
         url = request.url(self.base_url)
         try:
             response = self._http.request(
-                request.method, url, params=request.params,
-                json=request.json, headers=self._api_headers, timeout=timeout,
+                request.method, url, params=request.params, json=request.json,
+                headers=merged_headers(self._api_headers, request), timeout=timeout,
             )  # fmt: skip
         except httpx.TransportError as exc:
             return classify(exc, url)
         return Reply(response.status_code, dict(response.headers.items()), response.content)
+
+    def _open_bounded(self, effect: Open, streams: list[_EventStream]) -> Any:
+        def discard(outcome: Any) -> None:
+            if isinstance(outcome, Opened):
+                outcome.handle.close()
+
+        outcome = self._bounded(effect.deadline, lambda: self._open(effect), discard)
+        if isinstance(outcome, Opened):
+            streams.append(outcome.handle)
+        return outcome
+
+    def _open(self, effect: Open) -> Opened | Reply | Failure:
+        request = effect.request
+        url = request.url(self.base_url)
+        try:
+            response = self._http.send(
+                self._http.build_request(
+                    request.method, url, params=request.params, json=request.json,
+                    headers=merged_headers(self._api_headers, request),
+                    timeout=stream_timeout(self.timeout, effect.deadline),
+                ),
+                stream=True,
+            )  # fmt: skip
+        except httpx.TransportError as exc:
+            return classify(exc, url)
+        headers = dict(response.headers.items())
+        if is_event_stream(response.status_code, headers):
+            return Opened(_EventStream(response, url), response.status_code, headers)
+        content = b""
+        try:
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) >= ERROR_BODY_LIMIT:
+                    break
+        except httpx.TransportError as exc:
+            return classify(exc, url)
+        finally:
+            response.close()
+        return Reply(response.status_code, headers, content)
 
     def _fetch(self, effect: Fetch) -> FetchResult:
         status, headers, end = 0, {}, effect.offset
@@ -186,14 +295,38 @@ class Client(BaseClient[Generation]):
             return FetchResult(status, headers, end, None, classify(exc, effect.url))
 
 
+class _EventStream:
+    """An open event stream: its response, read a line at a time."""
+
+    def __init__(self, response: httpx.Response, url: str) -> None:
+        self.response = response
+        self.url = url
+        self.lines = response.iter_lines()
+
+    def read_line(self) -> str | Failure | None:
+        try:
+            return next(self.lines, None)
+        except httpx.TransportError as exc:
+            return classify(exc, self.url)
+        except httpx.StreamError as exc:  # closed under us
+            return Failure(BROKEN, True, str(exc) or type(exc).__name__, self.url)
+
+    def close(self) -> None:
+        with suppress(httpx.HTTPError, httpx.StreamError, OSError, RuntimeError):
+            self.response.close()
+
+
 class Videos(VideosBase[Generation]):
     def __init__(self, client: Client) -> None:
         super().__init__(client)
+        self._client = client
         self._run = client._run
 
     def create(
         self, model: str, *, image: MediaInput | None = None, audio: MediaInput | None = None,
-        last_image: MediaInput | None = None, **fields: Any,
+        last_image: MediaInput | None = None, idempotency_key: str | None = None,
+        start_timeout: float | None = None, run_timeout: float | None = None,
+        priority: str | None = None, webhook_url: str | None = None, **fields: Any,
     ) -> Generation:  # fmt: skip
         """Submit a job; returns at once with its id and `queued` status.
 
@@ -202,10 +335,20 @@ class Videos(VideosBase[Generation]):
         last_image_url; those (and the *_url fields themselves) take a URL, a data: URI,
         a local path (Path or str) or bytes, and local content is sent as a data: URI.
         The body is checked against the model's spec first: LocalValidationError (a
-        BadRequestError) before any network call."""
-        return self._run(self._create_flow(model, image, audio, last_image, fields))
+        BadRequestError) before any network call.
 
-    def get(self, generation_id: str) -> Generation:
+        Kinema's extensions: `idempotency_key` (default: a fresh one per call, reused by
+        its retries; pass your own to make a resubmit after a crash safe too: the same
+        key and body within 24 h answer the first job, another body a ConflictError),
+        `start_timeout` / `run_timeout` (seconds: not started by then -> error
+        `Expired`; running longer -> error `TimedOut`), `priority` (low / normal / high,
+        among this key's jobs) and `webhook_url` (where the server POSTs the outcome;
+        verify it with `kinema.client.verify_webhook`)."""
+        body = self._body(model, image, audio, last_image, fields)
+        options = submit_options(idempotency_key, start_timeout, run_timeout, priority, webhook_url)
+        return self._run(self._create_flow(body, options))
+
+    def get(self, generation_id: str | GenerationBase) -> Generation:
         """One poll: the generation as the server sees it now."""
         return self._run(self._get_flow(generation_id))
 
@@ -213,25 +356,84 @@ class Videos(VideosBase[Generation]):
         self, generation: str | GenerationBase, *, timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         on_progress: ProgressCallback | None = None, poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> Generation:  # fmt: skip
-        """Poll until the job finishes; return it completed. Raises GenerationFailed
+        """Follow the job until it finishes; return it completed. Raises GenerationFailed
         (the server's error.name / message) or DeadlineExceeded once `timeout` seconds
-        pass, in-flight requests included (the job keeps running). `on_progress` gets
-        every poll's Generation (status, progress, queue_position)."""
+        pass, in-flight requests included (the job keeps running). Follows the job's
+        event stream (`stream`), so `on_progress` gets every status change and progress
+        step as it happens; polls every `poll_interval` s and more (growing) instead when
+        the server has no event stream or the stream keeps failing."""
         return self._run(self._wait_flow(generation, timeout, poll_interval), on_progress)
 
     def generate(
         self, model: str, *, image: MediaInput | None = None, audio: MediaInput | None = None,
         last_image: MediaInput | None = None, timeout: float | None = DEFAULT_WAIT_TIMEOUT,
         on_progress: ProgressCallback | None = None,
-        poll_interval: float = DEFAULT_POLL_INTERVAL, **fields: Any,
+        poll_interval: float = DEFAULT_POLL_INTERVAL, idempotency_key: str | None = None,
+        start_timeout: float | None = None, run_timeout: float | None = None,
+        priority: str | None = None, webhook_url: str | None = None, **fields: Any,
     ) -> Generation:  # fmt: skip
         """`create` + `wait` under one deadline of `timeout` seconds (submit included)."""
-        flow = self._generate_flow(model, image, audio, last_image, fields, timeout, poll_interval)
-        return self._run(flow, on_progress)
+        body = self._body(model, image, audio, last_image, fields)
+        options = submit_options(idempotency_key, start_timeout, run_timeout, priority, webhook_url)
+        return self._run(self._generate_flow(body, options, timeout, poll_interval), on_progress)
 
     def download(self, generation: str | GenerationBase, path: str | Path | None = None) -> Path:
         """Stream a completed generation's video to `path` (see Generation.download)."""
         return self._run(self._download_flow(generation, path))
+
+    def stream(
+        self, generation: str | GenerationBase, *, last_event_id: int | str | None = None
+    ) -> Iterator[GenerationEvent[Generation]]:
+        """The generation's live events, from the first (or after `last_event_id`) to the
+        terminal one (`event.done`), each as it happens: `status` changes and `progress`
+        steps, each with the generation in that state. A dropped connection is resumed
+        where it broke (every event once); `max_retries` drops in a row raise
+        APIConnectionError. A server without event streams answers NotFoundError."""
+        events: Iterator[GenerationEvent[Generation]] = self._client._drive(
+            self._stream_flow(generation, last_event_id)
+        )
+        return events
+
+    def cancel(self, generation: str | GenerationBase) -> Generation:
+        """Cancel a queued or running job: it ends with error `Cancelled` (a running one
+        within a second on local engines; the answer may still say `generating` while its
+        worker stops) and nothing is charged. ConflictError if it already finished."""
+        return self._run(self._cancel_flow(generation))
+
+    def delete(self, generation: str | GenerationBase) -> None:
+        """Delete the generation, its video and its stored inputs; it then answers
+        NotFoundError everywhere and its video links stop working."""
+        self._run(self._delete_flow(generation))
+
+    def list(
+        self, *, status: str | None = None, model: str | None = None,
+        limit: int | None = None, after: str | None = None,
+    ) -> Page[Generation]:  # fmt: skip
+        """Your generations, newest first, filtered by `status` (queued / generating /
+        completed / error) and `model`, `limit` per page (1-100; the server's default:
+        20). Iterating the page walks all of them, fetching the next pages as needed::
+
+            for generation in client.videos.list(status="completed"):
+                ...
+        """
+        return self._page(ListQuery(status, model, limit, after))
+
+    def _page(self, query: ListQuery) -> Page[Generation]:
+        data, cursor = self._run(self._list_flow(query))
+
+        def fetch(after: str) -> Page[Generation]:
+            return self._page(ListQuery(query.status, query.model, query.limit, after))
+
+        return Page(data, cursor, _fetch=fetch)
+
+    def quote(
+        self, model: str, *, image: MediaInput | None = None, audio: MediaInput | None = None,
+        last_image: MediaInput | None = None, **fields: Any,
+    ) -> Quote:  # fmt: skip
+        """What `create` with these arguments would cost (`credits_used`) and which
+        backend would render it: validated exactly like a submit (errors included), but
+        nothing is created or charged."""
+        return self._run(self._quote_flow(self._body(model, image, audio, last_image, fields)))
 
 
 class Models(ModelsBase):

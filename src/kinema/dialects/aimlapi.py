@@ -16,13 +16,31 @@ from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from kinema.api.auth import Authenticator
+from kinema.dialects.aimlapi_lifecycle import (
+    lifecycle_router,
+    quote_body,
+    submit_flag,
+    submit_options,
+)
+from kinema.dialects.aimlapi_models import (
+    ERROR_DESCRIPTIONS,
+    ErrorEnvelope,
+    Generation,
+    GenerationError,
+    Meta,
+    MinimaxSubmitResponse,
+    SubmitResponse,
+    Usage,
+    Video,
+    _error_responses,
+)
 from kinema.dialects.base import Dialect, Rendered
 from kinema.errors import (
     CapabilityMissing,
+    Conflict,
     FieldProblem,
     KinemaError,
     NotFound,
@@ -41,12 +59,18 @@ from kinema.specs.base import MediaUrl
 from kinema.storage import BlobStorage
 from kinema.store import JobStatus
 
+__all__ = [
+    "AimlApiDialect", "ErrorEnvelope", "Generation", "GenerationError", "Meta",
+    "MinimaxSubmitResponse", "SubmitResponse", "Usage", "Video", "envelope", "poll_body",
+]  # fmt: skip
+
 log = logging.getLogger("kinema.api")
 
 INTERNAL_MESSAGE = "Internal server error"
 STATUS: dict[type[KinemaError], int] = {
     ValidationFailed: 400,
     CapabilityMissing: 400,
+    Conflict: 409,
     Unauthorized: 401,
     OutOfCredits: 403,
     NotFound: 404,
@@ -56,96 +80,6 @@ STATUS: dict[type[KinemaError], int] = {
     StoreUnavailable: 503,
 }
 STORE_UNAVAILABLE = "Service unavailable: the job store is unreachable; retry shortly."
-
-
-# ---------------------------------------------------------------------- response models
-class Usage(BaseModel):
-    credits_used: int = Field(description="Credits reserved at submit; charged when done.")
-
-
-class Meta(BaseModel):
-    usage: Usage
-
-
-class SubmitResponse(BaseModel):
-    """201 answer of a submit: the generation's id, to poll with."""
-
-    id: str
-    status: Status
-    meta: Meta
-
-
-class MinimaxSubmitResponse(BaseModel):
-    """201 answer of the legacy MiniMax route, which names the id `generation_id`."""
-
-    generation_id: str
-    status: Status
-    meta: Meta
-
-
-class Video(BaseModel):
-    url: str = Field(description="Signed download URL; expires (poll again for a new one).")
-    content_type: str
-    file_name: str
-    file_size: int
-    duration: float
-    width: int
-    height: int
-
-
-class GenerationError(BaseModel):
-    name: str = Field(description="Error name, e.g. InvalidInput, FaceNotFound, WorkerLost.")
-    message: str
-
-
-class Generation(BaseModel):
-    """200 answer of a poll. `progress` and `queue_position` appear while pending."""
-
-    id: str
-    status: Status
-    model: str
-    video: Video | None
-    error: GenerationError | None
-    meta: Meta
-    progress: int | None = Field(default=None, description="0-99 while pending.")
-    queue_position: int | None = Field(default=None, description="Queued jobs ahead.")
-
-
-class ProblemDetail(BaseModel):
-    field: str
-    message: str
-    expected: str | None = None
-    received: str | int | float | bool | None = None
-
-
-class ErrorEnvelope(BaseModel):
-    message: str
-    path: str
-    requestId: str
-    statusCode: int
-    timestamp: str
-    details: list[ProblemDetail] | None = Field(
-        default=None, description="One entry per refused field (400 only)."
-    )
-
-
-ERROR_DESCRIPTIONS = {
-    400: "Invalid request (`details` names each field and what was expected), or a "
-    "request this deployment refuses on purpose: no enabled engine serves what it needs "
-    "(the message names the engine and what to install).",
-    401: "Missing, invalid or revoked API key.",
-    403: "The key's credits cannot cover this job.",
-    404: "No such generation (or another key's).",
-    413: "Request body over the server's limit.",
-    429: "Too many pending generations for this key; retry later.",
-    503: "The job store is unreachable; retry later.",
-}
-
-
-def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        code: {"model": ErrorEnvelope, "description": ERROR_DESCRIPTIONS[code]} for code in codes
-    }
 
 
 # ---------------------------------------------------------------------- rendering
@@ -260,7 +194,7 @@ def poll_body(job: JobStatus, storage: BlobStorage, base_url: str, ttl: int) -> 
         error = GenerationError(name=job.error_name or "Error", message=job.error_message or "")
     generation = Generation(
         id=job.id, status=job.status, model=job.model, video=video, error=error,
-        meta=Meta(usage=Usage(credits_used=credits)),
+        meta=Meta(usage=Usage(credits_used=credits), backend=job.backend),
     )  # fmt: skip
     if job.status in PENDING:
         generation.progress = job.progress
@@ -271,9 +205,11 @@ def poll_body(job: JobStatus, storage: BlobStorage, base_url: str, ttl: int) -> 
 class AimlApiDialect(Dialect):
     name = "aimlapi"
 
-    def __init__(self, auth: Authenticator, submitter: Submitter) -> None:
+    def __init__(self, auth: Authenticator, submitter: Submitter, storage: BlobStorage) -> None:
         self.auth = auth
         self.submitter = submitter
+        self.storage = storage
+        self.ttl = submitter.settings.url_ttl_seconds
         self.routes: dict[str, Route] = {route.path: route for route in ROUTE_INFO.values()}
 
     def owns(self, path: str) -> bool:
@@ -314,6 +250,7 @@ class AimlApiDialect(Dialect):
                 summary=route.summary, name=f"submit_{route.name}", response_model=model,
                 responses=_error_responses(400, 401, 403, 413, 429, 503),
             )  # fmt: skip
+        api.include_router(lifecycle_router(self))
         return api
 
     def _submit_handler(self, route: Route) -> Any:
@@ -322,15 +259,21 @@ class AimlApiDialect(Dialect):
             body = parse_body(await request.body())
             if body is None:
                 raise ValidationFailed([FieldProblem("body", "Required: a JSON object")])
-            job = await run_in_threadpool(self.submitter.submit, route.name, body, key.id)
+            if submit_flag(request, "dry_run"):
+                quote = await run_in_threadpool(self.submitter.quote, route.name, body)
+                return JSONResponse(quote_body(quote))
+            options = submit_options(request, self.submitter.settings)
+            made = await run_in_threadpool(self.submitter.submit, route.name, body, key.id, options)
+            job = made.job
             request.state.inference_id = job.id
             content = {
                 route.id_field: job.id, "status": job.status,
                 "meta": {"usage": {"credits_used": job.price}},
             }  # fmt: skip
-            return JSONResponse(
-                content, status_code=201, headers={"x-aimlapi-credits-used": str(job.price)}
-            )
+            headers = {"x-aimlapi-credits-used": str(job.price)}
+            if made.replayed:
+                headers["Idempotent-Replayed"] = "true"
+            return JSONResponse(content, status_code=201, headers=headers)
 
         return submit
 

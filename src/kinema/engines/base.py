@@ -78,7 +78,7 @@ class Engine(ABC):
     # Importable modules `load()` needs, checked without importing them (the API process
     # uses this to refuse requests no worker could serve), and what to install for them.
     requires: ClassVar[tuple[str, ...]] = ()
-    install_hint: ClassVar[str] = "pip install 'kinema[engines]'"
+    install_hint: ClassVar[str] = "pip install 'kinema[engines]' (or `kinema setup --engines`)"
 
     def __init__(self, options: EngineOptions | None = None) -> None:
         self.options = options if options is not None else self.Options()

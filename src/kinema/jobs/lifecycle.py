@@ -3,11 +3,10 @@ it: cancel, delete (row, inputs and video), list pages."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 
 from kinema.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from kinema.jobs.model import VideoOutput
 from kinema.storage import BlobStorage
 from kinema.store import CancelResult, Job, JobQueue
 
@@ -32,25 +31,41 @@ def delete_generation(
     404 everywhere at once, then its video. A running one's worker stops and discards."""
     job = store.delete_job(job_id, key_id)
     if job is not None and job.output:
-        try:
-            storage.delete(job.output["key"])
-        except Exception:  # the row is gone; a stray blob is logged, not an error
-            log.warning("generation %s: could not delete its video", job_id, exc_info=True)
+        delete_blobs(storage, VideoOutput.from_dict(job.output), job_id)
     return job
 
 
+def delete_blobs(storage: BlobStorage, output: VideoOutput, job_id: str) -> None:
+    """The video, its thumbnail and spritesheet. The row is gone already: a blob that
+    cannot be deleted is logged, not an error."""
+    try:
+        for key in output.blob_keys():
+            storage.delete(key)
+    except Exception:
+        log.warning("generation %s: could not delete its video", job_id, exc_info=True)
+
+
+def discard_orphan(store: JobQueue, storage: BlobStorage, output: VideoOutput, job_id: str) -> None:
+    """A worker stored `output` but could not record it. If the generation was deleted
+    meanwhile, its blobs must not outlive it; if another worker took the job over, the
+    blobs (same keys) are that worker's now and stay."""
+    if store.get_job(job_id) is None:
+        delete_blobs(storage, output, job_id)
+
+
+CURSOR_PATTERN = r"^[0-9]{1,18}$"
+
+
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+    """A list page's `next`: the position the next page starts below (keyset paging, so
+    pages stay stable while new generations arrive)."""
+    return str(seq)
 
 
 def decode_cursor(cursor: str, field: str = "after") -> int:
     """The position a list cursor stands for; a 400 naming `field` if it is not one."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("s") and raw[1:].isdigit():
-            return int(raw[1:])
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
+    if cursor.isascii() and cursor.isdigit() and len(cursor) <= 18:
+        return int(cursor)
     raise ValidationFailed(
         [FieldProblem(field, "not a cursor this server returned", "the `next` of a list page")]
     )

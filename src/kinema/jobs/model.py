@@ -39,13 +39,25 @@ class VideoOutput:
     width: int
     height: int
     has_audio: bool
+    # Beside the video since the OpenAI dialect (rows from before have neither): a poster
+    # of a representative frame (WebP) and a spritesheet of evenly spaced frames (JPEG).
+    thumbnail_key: str | None = None
+    spritesheet_key: str | None = None
+    # An extension delivered stitched onto the video it continues: the seconds this job
+    # generated (charged), of `duration` in all. None: all of it.
+    generated_seconds: float | None = None
+
+    def blob_keys(self) -> list[str]:
+        """Every blob this output stored: the video, its thumbnail and spritesheet."""
+        return [k for k in (self.key, self.thumbnail_key, self.spritesheet_key) if k]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoOutput:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        """From a stored row; fields added later are optional, so older rows load."""
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,18 @@ store it. HTTP-free, so the API and tools share it."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from kinema import pricing
 from kinema.engines import EngineSet
 from kinema.errors import (
     CapabilityMissing,
+    Conflict,
     CreditsExhausted,
     FieldProblem,
     InputError,
@@ -19,13 +24,63 @@ from kinema.errors import (
     ValidationFailed,
 )
 from kinema.inputs import FetchPolicy, check_url, parse_data_uri
+from kinema.providers import check_routes, choose_backend, route_of, upstream_offers
 from kinema.settings import Settings
-from kinema.specs import RenderRequest, parse_request
-from kinema.store import Job, JobQueue, NewJob
+from kinema.specs import ModelSpec, RenderRequest, parse_request
+from kinema.store import Idempotency, IdempotencyConflict, Job, JobQueue, NewJob
 
 # What the deep checks of inline (data: URI) inputs decode with. Without them (a bare
 # install serving only upstream or plugin engines) the engine checks the bytes instead.
 MEDIA_MODULES = ("av", "PIL", "numpy")
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What a submit says besides its body (headers and query parameters)."""
+
+    idempotency_key: str | None = None
+    start_timeout: float | None = None  # seconds from now; None: the operator's default
+    run_timeout: float | None = None
+    priority: int = 1  # 0 low, 1 normal, 2 high
+    webhook_url: str | None = None
+    # Stored on the job beside its parameters: a dialect's own data about it (the OpenAI
+    # dialect's size and seconds asked for, remix and extension sources).
+    extras: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    replayed: bool  # True: an Idempotency-Key replay of an earlier submit
+
+
+@dataclass(frozen=True)
+class Quote:
+    spec: ModelSpec
+    capability: str
+    price: int  # credits reserved at submit
+    backend: str  # the engine that would render it
+
+
+def request_hash(route: str, body: Any, options: SubmitOptions) -> str:
+    """What makes two submits "the same request" for an Idempotency-Key."""
+    parts = [route, body, options.webhook_url, options.priority, options.start_timeout,
+             options.run_timeout]  # fmt: skip
+    if options.extras is not None:  # appended only when set: earlier hashes stay valid
+        parts.append(options.extras)
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def first_set(*values: float | None) -> float | None:
+    return next((value for value in values if value is not None), None)
+
+
+def _conflict(key: str, job_id: str) -> Conflict:
+    return Conflict(
+        f"The Idempotency-Key '{key}' was already used with a different request (it made "
+        f"generation '{job_id}'); send a new key for a new request."
+    )
 
 
 class Submitter:
@@ -34,40 +89,88 @@ class Submitter:
         self.store = store
         self.engines = engines
         self.capabilities = engines.routes()
+        # Per-model routes (KINEMA_ROUTES) over local engines and upstream providers.
+        self.upstream_offers = upstream_offers(settings)
+        check_routes(settings, list(engines.offers))
         self.policy = FetchPolicy.from_settings(settings)
         self.inspect_inline = all(importlib.util.find_spec(m) for m in MEDIA_MODULES)
 
-    def submit(self, route: str, body: Any, key_id: str) -> Job:
-        spec = parse_request(route, body)
-        request = spec.render()
-        capability = request.capability
-        if capability not in self.capabilities:
-            if request.fallback not in self.capabilities:
-                disabled = self.engines.why_not(request.capability)
-                raise CapabilityMissing(request.capability, spec.model, disabled)
-            capability = request.fallback
-        if capability == request.capability:
-            self.check_speech_fits(request)
-        self.check_media(request)
+    def submit(
+        self, route: str, body: Any, key_id: str, options: SubmitOptions | None = None
+    ) -> Submitted:
+        """Validate, route, price and queue one request (or replay the job its
+        Idempotency-Key already made)."""
+        options = options or SubmitOptions()
+        idempotency = None
+        if options.idempotency_key is not None:
+            idempotency = Idempotency(options.idempotency_key, request_hash(route, body, options))
+            try:
+                replay = self.store.idempotent_replay(key_id, idempotency)
+            except IdempotencyConflict as exc:
+                raise _conflict(options.idempotency_key, exc.job_id) from None
+            if replay is not None:
+                return Submitted(replay, replayed=True)
+        quote = self.quote(route, body)
         if self.store.pending_count(key_id) >= self.settings.max_pending_per_key:
             raise TooManyRequests(
                 f"Too Many Requests: this key already has {self.settings.max_pending_per_key} "
                 "generations queued or running; wait for some to finish."
             )
-        price = pricing.estimate(spec, self.settings.prices)
+        start_timeout = first_set(options.start_timeout, self.settings.start_timeout_seconds)
         new = NewJob(
             key_id=key_id,
             route=route,
-            model=spec.model,
-            capability=capability,
-            params=spec.model_dump(mode="json"),
-            price=price,
+            model=quote.spec.model,
+            capability=quote.capability,
+            params=quote.spec.model_dump(mode="json"),
+            price=quote.price,
             max_attempts=self.settings.max_attempts,
+            priority=options.priority,
+            start_deadline=None if start_timeout is None else time.time() + start_timeout,
+            run_timeout=first_set(options.run_timeout, self.settings.run_timeout_seconds),
+            webhook_url=options.webhook_url,
+            backend=quote.backend,
+            extras=options.extras,
         )
         try:
-            return self.store.create_job(new)
+            if idempotency is None:
+                return Submitted(self.store.create_job(new), replayed=False)
+            job, replayed = self.store.create_job_once(new, idempotency)
+            return Submitted(job, replayed)
         except CreditsExhausted as exc:
-            raise OutOfCredits(price, exc.available) from None
+            raise OutOfCredits(quote.price, exc.available) from None
+        except IdempotencyConflict as exc:
+            raise _conflict(idempotency.key if idempotency else "", exc.job_id) from None
+
+    def quote(self, route: str, body: Any) -> Quote:
+        """Everything a submit checks, and the price and backend, creating nothing."""
+        spec = parse_request(route, body)
+        request = spec.render()
+        capability = request.capability
+        backends = route_of(self.settings, spec.model)
+        if backends:
+            local = {name: self.engines.offers[name] for name in self.engines.engines}
+            chosen = choose_backend(
+                backends, capability, request.fallback, local, self.upstream_offers
+            )
+            if chosen is None:
+                disabled = [(n, r) for n, r in self.engines.why_not(capability) if n in backends]
+                raise CapabilityMissing(request.capability, spec.model, disabled)
+            backend, capability = chosen
+        elif capability not in self.capabilities:
+            if request.fallback not in self.capabilities:
+                disabled = self.engines.why_not(request.capability)
+                if request.fallback is not None:
+                    disabled += self.engines.why_not(request.fallback)
+                raise CapabilityMissing(request.capability, spec.model, disabled)
+            capability = request.fallback
+        if capability == request.capability:
+            self.check_speech_fits(request)
+        self.check_media(request)
+        if not backends:
+            backend = self.capabilities[capability]
+        price = pricing.estimate(spec, self.settings.prices, backend)
+        return Quote(spec, capability, price, backend)
 
     def check_speech_fits(self, request: RenderRequest) -> None:
         """Text to be spoken must fit the clip: synthesised here (espeak runs ~170x real

@@ -54,14 +54,16 @@ def parse_request(route: str, body: Any) -> ModelSpec:
         )
     index = _INDEX[route]
     model = body.get("model")
-    if model not in index:
+    if not isinstance(model, str) or model not in index:
         expected = " | ".join(f"'{m}'" for m in index)
+        shown = str(model)[:200]
         message = (
             "Required"
             if model is None
-            else f"Invalid enum value. Expected {expected}, received '{model}'"
+            else f"Invalid enum value. Expected {expected}, received '{shown}'"
         )
-        raise ValidationFailed([FieldProblem("model", message, expected, model)])
+        received = shown if isinstance(model, str) else (model if _jsonable(model) else None)
+        raise ValidationFailed([FieldProblem("model", message, expected, received)])
     cls = index[model]
     try:
         return cls.model_validate(body)

@@ -16,6 +16,13 @@ from typing import Any
 
 from kinema.errors import CreditsExhausted
 from kinema.jobs.model import PENDING, Outcome, Status
+from kinema.store.admin import AuditEntry, FailureSummary, KeyUsage
+from kinema.store.webhooks import (
+    ClaimedWebhook,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookResult,
+)
 
 QUEUED, GENERATING, COMPLETED, ERROR = (
     Status.QUEUED, Status.GENERATING, Status.COMPLETED, Status.ERROR,
@@ -23,9 +30,27 @@ QUEUED, GENERATING, COMPLETED, ERROR = (
 PROGRESS_EVENT_STEP = 5  # progress events are written each time progress crosses 5 %
 
 __all__ = [
-    "COMPLETED", "ERROR", "GENERATING", "PENDING", "QUEUED", "ApiKey", "CancelResult",
-    "CreditsExhausted", "Idempotency", "IdempotencyConflict", "Job", "JobEvent", "JobQueue",
-    "JobStatus", "JobStore", "KeyStore", "NewJob", "Recovered", "Telemetry", "WorkerInfo",
+    "COMPLETED",
+    "ERROR",
+    "GENERATING",
+    "PENDING",
+    "QUEUED",
+    "ApiKey",
+    "CancelResult",
+    "CreditsExhausted",
+    "Idempotency",
+    "IdempotencyConflict",
+    "Job",
+    "JobEvent",
+    "JobQueue",
+    "JobStatus",
+    "JobStore",
+    "KeyStore",
+    "NewJob",
+    "Recovered",
+    "Telemetry",
+    "WebhookStore",
+    "WorkerInfo",
 ]  # fmt: skip
 
 
@@ -53,6 +78,7 @@ class NewJob:
     run_timeout: float | None = None  # seconds of running before TimedOut
     webhook_url: str | None = None
     backend: str | None = None  # what the submit routed it to
+    extras: dict[str, Any] | None = None  # the submitting dialect's own data (see Job)
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,11 @@ class Job:
     cancel_requested: bool = False
     webhook_url: str | None = None
     backend: str | None = None
+    # The upstream provider's job (backend, its job id, phase): recorded before waiting.
+    upstream: dict[str, Any] | None = None
+    # What the submitting dialect records beyond the model's parameters (the OpenAI
+    # dialect: size and seconds asked for, model alias, the video it remixes or extends).
+    extras: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +143,7 @@ class JobStatus:
     queue_position: int = 0  # queued jobs ahead of this one (0 unless queued)
     created_at: float = 0.0
     finished_at: float | None = None
+    backend: str | None = None  # the engine or upstream that rendered it
 
 
 @dataclass(frozen=True)
@@ -194,6 +226,13 @@ class JobQueue(ABC):
     # True when reads are local and cheap (SQLite): the API may run them on its event loop.
     reads_are_local: bool = False
 
+    def record_upstream(
+        self, job_id: str, worker_id: str, backend: str, upstream: dict[str, Any] | None
+    ) -> bool:
+        """Record the job's backend and upstream state (provider job id, phase) while
+        `worker_id` holds its lease; False once it does not (see `store/upstream.py`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not record upstream jobs")
+
     @abstractmethod
     def create_job(self, job: NewJob) -> Job:
         """Insert a queued job in one atomic statement that also checks the key's balance
@@ -205,6 +244,11 @@ class JobQueue(ABC):
         (the new job, False), or (the job the key already made, True) when the same
         request comes again, also concurrently. IdempotencyConflict if the key came
         with a different request."""
+
+    @abstractmethod
+    def idempotent_replay(self, key_id: str, idempotency: Idempotency) -> Job | None:
+        """The job an Idempotency-Key already made for this request within 24 h, or None;
+        IdempotencyConflict if the key came with a different request."""
 
     @abstractmethod
     def get_job(self, job_id: str, key_id: str | None = None) -> Job | None: ...
@@ -289,6 +333,11 @@ class JobQueue(ABC):
     def events(self, job_id: str, after: int = 0) -> list[JobEvent]:
         """The job's events with an id above `after`, oldest first."""
 
+    @abstractmethod
+    def latest_event_ids(self, job_ids: list[str]) -> dict[str, int]:
+        """The newest event id of each of these jobs (a job with no events, or deleted,
+        is absent): one read for an API process watching many event streams."""
+
 
 class Telemetry(ABC):
     """Worker presence and the aggregates behind /ready and /metrics."""
@@ -317,7 +366,98 @@ class Telemetry(ABC):
         """(model, wait seconds, run seconds) of jobs finished after `since`."""
 
 
-class JobStore(KeyStore, JobQueue, Telemetry):
+class WebhookStore(ABC):
+    """Webhooks: each key's signing secret, its endpoints, and the durable delivery
+    outbox (filled inside the job transactions; see kinema.store.webhooks) that any
+    process's dispatcher (kinema.webhooks) drains."""
+
+    @abstractmethod
+    def webhook_secret(self, key_id: str) -> str:
+        """The key's `whsec_` secret that signs its per-request `webhook_url`s (made on
+        first use, once even when asked concurrently)."""
+
+    @abstractmethod
+    def add_webhook_endpoint(self, key_id: str, url: str, events: list[str]) -> WebhookEndpoint:
+        """A default destination for the key's events (`events` empty: the default
+        ones), with its own new secret."""
+
+    @abstractmethod
+    def webhook_endpoints(self, key_id: str | None = None) -> list[WebhookEndpoint]: ...
+
+    @abstractmethod
+    def remove_webhook_endpoint(
+        self, endpoint_id: str, key_id: str | None = None
+    ) -> WebhookEndpoint | None:
+        """Remove an endpoint (of `key_id` when given); None if there is no such one."""
+
+    @abstractmethod
+    def claim_webhooks(
+        self, limit: int, lease_seconds: float, now: float | None = None
+    ) -> list[ClaimedWebhook]:
+        """Atomically take up to `limit` due deliveries for one attempt each, leased for
+        `lease_seconds`: every attempt is claimed by exactly one caller."""
+
+    @abstractmethod
+    def set_webhook_payloads(self, payloads: dict[int, dict[str, Any]]) -> dict[int, Any]:
+        """Store rendered payloads of deliveries that have none yet; returns the stored
+        payload of each (the first rendering wins)."""
+
+    @abstractmethod
+    def record_webhook_attempts(self, results: list[WebhookResult]) -> int:
+        """Record attempts and their outcome; a delivery moves on only while the attempt
+        is its current claim. Returns how many moved on."""
+
+    @abstractmethod
+    def webhook_deliveries(self, job_id: str, key_id: str | None = None) -> list[WebhookDelivery]:
+        """A job's deliveries (of `key_id` when given) with their attempts, oldest first."""
+
+    @abstractmethod
+    def redeliver_webhooks(self, job_id: str, key_id: str, now: float | None = None) -> int:
+        """Make the job's deliveries due again now (same webhook-ids); returns how many."""
+
+
+class AdminStore(ABC):
+    """What the admin API reads and records: admin keys, per-key usage over time, recent
+    failures by error name, the audit log (see kinema.store.admin)."""
+
+    @abstractmethod
+    def set_admin(self, id_or_prefix: str, admin: bool) -> str | None:
+        """Make a key an admin key (or not); its id, or None if no key matches."""
+
+    @abstractmethod
+    def is_admin(self, key_id: str) -> bool: ...
+
+    @abstractmethod
+    def admin_key_ids(self) -> set[str]: ...
+
+    @abstractmethod
+    def key_usage(
+        self, since: float, bucket_seconds: int, key_id: str | None = None
+    ) -> list[KeyUsage]:
+        """Per key and time bucket since `since`: jobs submitted, completed, failed,
+        seconds rendered, credits charged (oldest bucket first)."""
+
+    @abstractmethod
+    def recent_failures(self, since: float, limit: int = 20) -> list[FailureSummary]:
+        """Failed generations finished since `since`, by error name, most frequent first."""
+
+    @abstractmethod
+    def backend_outcomes(self, since: float) -> list[tuple[str, int, int]]:
+        """(backend, completed, failed) of generations finished since `since`; failures
+        of the request rather than the backend (cancelled, expired, bad input) are not
+        counted. Backend "" for jobs recorded without one."""
+
+    @abstractmethod
+    def record_audit(
+        self, actor: str, action: str, target: str | None, detail: dict[str, Any]
+    ) -> AuditEntry: ...
+
+    @abstractmethod
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest audit entries first."""
+
+
+class JobStore(KeyStore, JobQueue, Telemetry, WebhookStore, AdminStore):
     """Everything a backend provides."""
 
     @abstractmethod

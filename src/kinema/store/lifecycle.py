@@ -3,11 +3,12 @@ start deadlines, listing, deletion and retention. Mixed into `SqlStore`."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Engine, delete, literal, select, update
+from sqlalchemy import Engine, String, any_, bindparam, delete, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -24,7 +25,7 @@ from kinema.store.base import (
 )
 from kinema.store.reads import STATUS_COLUMNS, FastReads, status_of_row
 from kinema.store.rows import job_of_row, log_events
-from kinema.store.schema import idempotency_keys, jobs
+from kinema.store.schema import idempotency_keys, job_events, jobs
 
 IDEMPOTENCY_SECONDS = 24 * 3600
 
@@ -43,7 +44,7 @@ class SqlLifecycle:
     # ---- idempotent submits ------------------------------------------------------------
     def create_job_once(self, job: NewJob, idempotency: Idempotency) -> tuple[Job, bool]:
         for _ in range(3):
-            found = self._idempotent_replay(job.key_id, idempotency)
+            found = self.idempotent_replay(job.key_id, idempotency)
             if found is not None:
                 return found, True
             try:
@@ -56,7 +57,8 @@ class SqlLifecycle:
                 continue  # the other request committed first: replay its job
         raise StoreError("an Idempotency-Key kept changing hands; retry the request")
 
-    def _idempotent_replay(self, key_id: str, idempotency: Idempotency) -> Job | None:
+    def idempotent_replay(self, key_id: str, idempotency: Idempotency) -> Job | None:
+        # IdempotencyConflict when the key came with another request (see JobQueue).
         cutoff = time.time() - IDEMPOTENCY_SECONDS
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -199,6 +201,22 @@ class SqlLifecycle:
                     .limit(limit)
                 ).scalars()
             )
+
+    # ---- event streams -------------------------------------------------------------------
+    def latest_event_ids(self, job_ids: list[str]) -> dict[str, int]:
+        # The ids travel as one parameter (an array; a JSON list on SQLite), so the
+        # statement is the same for any number of streams.
+        ids: Any = list(job_ids)
+        if self.engine.dialect.name == "postgresql":
+            wanted = job_events.c.job_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+        else:
+            listed = func.json_each(bindparam("ids")).table_valued("value")
+            wanted = job_events.c.job_id.in_(select(listed.c.value))
+            ids = json.dumps(ids)
+        query = select(job_events.c.job_id, func.max(job_events.c.id)).where(wanted)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.group_by(job_events.c.job_id), {"ids": ids}).all()
+        return {job_id: int(top) for job_id, top in rows}
 
 
 def _with_position(job: JobStatus, position: int) -> JobStatus:

@@ -23,7 +23,7 @@ from kinema.jobs.model import Status
 from kinema.store.base import QUEUED, Job, JobStatus
 from kinema.store.schema import jobs
 
-JSON_COLUMNS = ("params", "output")
+JSON_COLUMNS = ("params", "output", "extras", "upstream")
 STATUS_COLUMNS = [f.name for f in fields(JobStatus) if f.name != "queue_position"]
 OUTPUT_INDEX = STATUS_COLUMNS.index("output")
 STATUS_INDEX = STATUS_COLUMNS.index("status")

@@ -68,6 +68,10 @@ jobs = Table(
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     Column("webhook_url", Text, nullable=True),  # per-request webhook (`webhook_url=`)
     Column("backend", String(64), nullable=True),  # the engine (or upstream) that ran it
+    Column("upstream", JSON, nullable=True),  # provider job id + phase (durable waits)
+    # A dialect's own data about the generation (OpenAI: size/seconds asked for, the model
+    # alias, the video it remixes or extends; the worker stitches extensions from it).
+    Column("extras", JSON, nullable=True),
 )
 
 Index("ix_jobs_status_seq", jobs.c.status, jobs.c.seq)
@@ -171,3 +175,17 @@ webhook_attempts = Table(
     Column("at", Float, nullable=False),
 )
 Index("ix_webhook_attempts_delivery", webhook_attempts.c.delivery_id)
+
+# What operators did through the admin API (`/v2/admin/...`): one row per action, by the
+# admin key that did it; secrets are never recorded.
+admin_audit = Table(
+    "admin_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(32), nullable=False),  # the admin key's id
+    Column("action", String(40), nullable=False),  # key.create, key.revoke, key.credit
+    Column("target", String(64), nullable=True),
+    Column("detail", JSON, nullable=False),
+)
+Index("ix_admin_audit_at", admin_audit.c.at)

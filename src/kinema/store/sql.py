@@ -33,6 +33,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from kinema.errors import CreditsExhausted, StoreError, StoreUnavailable, WorkerLost
 from kinema.jobs.model import Completed, Outcome, Status
 from kinema.store import webhooks
+from kinema.store.admin import SqlAdmin
 from kinema.store.base import (
     COMPLETED,
     ERROR,
@@ -55,6 +56,7 @@ from kinema.store.rows import job_of_row as _job
 from kinema.store.rows import log_events as _log
 from kinema.store.schema import api_keys, job_events, jobs
 from kinema.store.telemetry import SqlTelemetry
+from kinema.store.upstream import SqlUpstream
 from kinema.store.wakeup import Wakeup, announce
 from kinema.store.webhooks import SqlWebhooks
 
@@ -122,7 +124,7 @@ def _key(row: RowMapping) -> ApiKey:
 
 
 @_store_errors_only
-class SqlStore(SqlLifecycle, SqlWebhooks, SqlTelemetry, JobStore):
+class SqlStore(SqlLifecycle, SqlWebhooks, SqlTelemetry, SqlUpstream, SqlAdmin, JobStore):
     def __init__(self, url: str, *, run_migrations: bool = True, wakeup: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url)
@@ -241,6 +243,8 @@ class SqlStore(SqlLifecycle, SqlWebhooks, SqlTelemetry, JobStore):
             "run_timeout": job.run_timeout, "webhook_url": job.webhook_url,
             "backend": job.backend,
         }  # fmt: skip
+        if job.extras is not None:
+            values["extras"] = job.extras
         pending = (
             select(func.coalesce(func.sum(jobs.c.price), 0))
             .where(jobs.c.key_id == job.key_id, jobs.c.status.in_(PENDING))
@@ -346,6 +350,16 @@ class SqlStore(SqlLifecycle, SqlWebhooks, SqlTelemetry, JobStore):
         now = time.time()
         step = PROGRESS_EVENT_STEP
         with self.engine.begin() as conn:
+            # Lock the row first (extending the lease), so a concurrent finish cannot slip
+            # between this progress event and the progress it records: events stay in the
+            # order of the changes they report.
+            held = conn.execute(
+                update(jobs)
+                .where(self._owned(job_id, worker_id))
+                .values(lease_expires_at=now + lease_seconds)
+            ).rowcount
+            if held != 1:
+                return False
             # A progress event when this write crosses a step boundary (integer division
             # on both SQLite and PostgreSQL), decided against the stored value.
             logged = conn.execute(
@@ -355,20 +369,14 @@ class SqlStore(SqlLifecycle, SqlWebhooks, SqlTelemetry, JobStore):
                     select(
                         jobs.c.id, literal("progress"), jobs.c.status, literal(progress),
                         literal(now),
-                    ).where(
-                        self._owned(job_id, worker_id), jobs.c.progress / step < progress // step
-                    ),
+                    ).where(jobs.c.id == job_id, jobs.c.progress / step < progress // step),
                 )
                 .returning(job_events.c.id)
             ).first()  # fmt: skip
             if logged is not None:
                 webhooks.enqueue(conn, [job_id], webhooks.PROGRESS_EVENT, now)
-            result = conn.execute(
-                update(jobs)
-                .where(self._owned(job_id, worker_id))
-                .values(lease_expires_at=now + lease_seconds, progress=progress)
-            )
-        return result.rowcount == 1
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(progress=progress))
+        return True
 
     def finish(self, job_id: str, worker_id: str, outcome: Outcome) -> bool:
         now = time.time()

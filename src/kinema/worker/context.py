@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kinema.worker")
 
-PROGRESS_PUSH_SECONDS = 0.5  # also how often cancellation and timeouts are checked
+PROGRESS_PUSH_SECONDS = 0.5  # progress is written at most this often
+WATCH_SECONDS = 0.25  # how often cancellation and run timeouts are checked
 
 
 class RunContext(Context):
@@ -73,13 +74,14 @@ class RunContext(Context):
     def heartbeat_loop(self, done: threading.Event) -> None:
         interval = self.worker.settings.lease_seconds / 3
         last = time.monotonic()
-        while not done.wait(PROGRESS_PUSH_SECONDS):
+        while not done.wait(WATCH_SECONDS):
             try:
                 self.watch()
             except Exception:  # a store hiccup: the next tick asks again
                 log.warning("cancel check for %s failed", self.job.id, exc_info=True)
-            due = time.monotonic() - last >= interval
-            if due or self._progress != self._pushed:
+            since = time.monotonic() - last
+            moved = self._progress != self._pushed and since >= PROGRESS_PUSH_SECONDS
+            if since >= interval or moved:
                 try:
                     self.beat()
                     last = time.monotonic()

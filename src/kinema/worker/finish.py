@@ -7,12 +7,13 @@ key (completed jobs only, exactly once) and appends the status event in one tran
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 
 from kinema import pricing
-from kinema.errors import StoreUnavailable
+from kinema.errors import InputError, StoreUnavailable
 from kinema.jobs.model import Completed, Outcome, VideoOutput
 from kinema.settings import Settings
 from kinema.specs import ModelSpec
@@ -27,12 +28,25 @@ STORE_RETRY_SECONDS = 1.0
 
 def store_output(job: Job, video: Path, storage: BlobStorage) -> VideoOutput:
     """Check the engine's MP4 and put it in blob storage under the job's own key (a
-    retried run overwrites, never adds)."""
+    retried run overwrites, never adds), with its poster and spritesheet beside it. An
+    extension (`extends` in the job's extras) is stored stitched onto the video it
+    continues, whatever backend made it."""
     from kinema.media.encode import probe_mp4
+    from kinema.media.posters import stitched_onto, store_posters
 
+    generated = None
+    source = extension_source(job)
+    if source is not None:
+        generated = round(probe_mp4(video).duration, 3)
+        try:
+            video = stitched_onto(source, video, storage)
+        except FileNotFoundError:
+            message = "the video it extends was deleted before this extension finished"
+            raise InputError("video", message) from None
     info = probe_mp4(video)
     key = f"videos/{job.id}.mp4"
     storage.put(key, video, "video/mp4")
+    thumbnail_key, spritesheet_key = store_posters(job.id, video, storage)
     return VideoOutput(
         key=key,
         content_type="video/mp4",
@@ -42,12 +56,30 @@ def store_output(job: Job, video: Path, storage: BlobStorage) -> VideoOutput:
         width=info.width,
         height=info.height,
         has_audio=info.has_audio,
+        thumbnail_key=thumbnail_key,
+        spritesheet_key=spritesheet_key,
+        generated_seconds=generated,
     )
 
 
-def completed(spec: ModelSpec, output: VideoOutput, settings: Settings) -> Completed:
-    """The outcome of a produced video, charged for its real length."""
-    return Completed(output, pricing.charge(spec, settings.prices, output.duration))
+def extension_source(job: Job) -> str | None:
+    """The storage key of the video this job continues (an OpenAI-dialect extension), or
+    None for any other job."""
+    extras = getattr(job, "extras", None)
+    if isinstance(extras, str | bytes):
+        extras = json.loads(extras)
+    extends = extras.get("extends") if isinstance(extras, dict) else None
+    key = extends.get("key") if isinstance(extends, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def completed(
+    spec: ModelSpec, output: VideoOutput, settings: Settings, backend: str | None = None
+) -> Completed:
+    """The outcome of a produced video, charged for its real length (of an extension: the
+    part it generated)."""
+    seconds = output.duration if output.generated_seconds is None else output.generated_seconds
+    return Completed(output, pricing.charge(spec, settings.prices, seconds, backend))
 
 
 class Finisher:

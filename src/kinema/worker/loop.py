@@ -24,13 +24,15 @@ from types import FrameType
 from kinema.engines import EngineSet
 from kinema.errors import CANCELLED_BY_OWNER, Cancelled, EngineError, JobFailure, StoreError
 from kinema.inputs import FetchPolicy
-from kinema.jobs.lifecycle import delete_generation
+from kinema.jobs.lifecycle import delete_generation, discard_orphan
 from kinema.jobs.model import Failed
+from kinema.providers.runner import Upstreams
 from kinema.settings import Settings
 from kinema.specs import spec_class
 from kinema.specs.base import RenderRequest
 from kinema.storage import BlobStorage, open_storage
 from kinema.store import Job, JobStore, WorkerInfo, open_store
+from kinema.webhooks.dispatcher import start_dispatcher
 from kinema.worker.context import RunContext
 from kinema.worker.finish import Finisher, completed, store_output
 
@@ -59,6 +61,8 @@ class Worker:
         self.hard_stop = threading.Event()  # cancel the running job
         self.engine_set = engines or EngineSet.configure(settings.engines, settings.engine_options)
         self.routes: dict[str, str] = {}
+        # Upstream jobs wait on one asyncio loop thread, not in this worker's slot.
+        self.upstreams = Upstreams(self)
         self.loaded = False
         self.finisher = Finisher(self.store, self.id)
         self._last_recovery = 0.0
@@ -72,6 +76,8 @@ class Worker:
         """Load the engines; one that fails is disabled, and the worker serves the rest."""
         self.engine_set.load()
         self.routes = self.engine_set.routes()
+        for capability in self.upstreams.capabilities():
+            self.routes.setdefault(capability, "upstream")
         self.loaded = True
         served = ", ".join(sorted(self.routes)) or "nothing (every engine is disabled)"
         log.info("worker %s ready: %s", self.id, served)
@@ -102,9 +108,13 @@ class Worker:
             self.load()
         self.report_presence()
         threading.Thread(target=self.presence_loop, name="presence", daemon=True).start()
+        webhooks = start_dispatcher(self.settings, self.store, self.storage)
         try:
             self._loop()
         finally:
+            self.upstreams.stop(self.hard_stop)
+            if webhooks is not None:
+                webhooks.stop()
             try:
                 self.store.worker_gone(self.id)
             except Exception:
@@ -127,6 +137,8 @@ class Worker:
                 except Exception:
                     self.stop.wait(STORE_RETRY_SECONDS)
                 continue
+            if self.upstreams.take(job):
+                continue  # waited on by the upstream loop; this slot claims the next job
             try:
                 self.run_job(job)
             except Exception:
@@ -234,9 +246,8 @@ class Worker:
             )
             self.finisher.finish(job, Failed.of(crash))
             return
-        if not self.finisher.finish(job, completed(spec, output, self.settings)):
-            # Deleted (or taken over) while it ran: its video must not outlive it.
-            self.storage.delete(output.key)
+        if not self.finisher.finish(job, completed(spec, output, self.settings, job.backend)):
+            discard_orphan(self.store, self.storage, output, job.id)
 
     def _stopped(self, job: Job, ctx: RunContext, exc: Cancelled) -> None:
         """Why a job stopped early decides what is recorded."""
@@ -258,8 +269,14 @@ class Worker:
         # The API chose the capability at submit (possibly the request's fallback); the
         # job row records it and this worker claimed the job because it serves it.
         request = replace(request, capability=job.capability)
+        if self.upstreams.serves(job):
+            self.upstreams.run_sync(job, request, ctx)
+            ctx.check_cancelled()
+            return
         engine_name = self.routes.get(job.capability)
-        if engine_name is None:
+        if job.backend in self.engine_set.engines:
+            engine_name = job.backend
+        if engine_name not in self.engine_set.engines:
             raise EngineError(
                 f"No engine on this worker serves '{job.capability}'.", "CapabilityMissing"
             )
