@@ -250,27 +250,6 @@ class Soundtrack:
     seed: int = 0
 
 
-def resample(samples: npt.NDArray[np.float32], rate: int, target: int) -> npt.NDArray[np.float32]:
-    """Mono float samples from `rate` to `target` Hz with FFmpeg's resampler."""
-    import av
-    import numpy as np
-
-    if rate == target or samples.size == 0:
-        return np.asarray(samples, dtype=np.float32)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
-    frame = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(samples, dtype=np.float32)[None, :], format="flt", layout="mono"
-    )
-    frame.sample_rate = rate
-    pieces = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
-    pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    joined = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    length = round(samples.size * target / rate)
-    out = np.zeros(length, np.float32)
-    out[: min(length, joined.size)] = joined[:length]
-    return out
-
-
 def plan_sound(request: RenderRequest, count: int) -> Soundtrack | None:
     """The clip's sound, made before any GPU work: words quoted in the prompt (or the
     request's own text to speak) spoken over room tone, else room tone alone; None
@@ -285,6 +264,7 @@ def plan_sound(request: RenderRequest, count: int) -> Soundtrack | None:
     words = request.tts_text or extract_dialogue(request.prompt)
     if words is None or not words.strip():
         return Soundtrack(audio, None, seed)
+    from kinema.media.audio import resample
     from kinema.media.speech import PhonemeEvent, synthesize
     from kinema.media.visemes import mouth_track_from_phonemes
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from kinema.engines.base import Context, Engine
 from kinema.errors import EngineError, InputError
+from kinema.media.audio import resample
 from kinema.media.people import check_person_generation
 from kinema.media.pipeline import FPS, SAMPLE_RATE
 from kinema.specs.base import DIALOGUE, LIP_SYNC_TTS, SPEECH_LEAD_IN_SECONDS, RenderRequest
@@ -33,28 +34,6 @@ if TYPE_CHECKING:
 
 TAIL_SECONDS = 0.5  # after the speech, when the request leaves the length to the audio
 VOICE_OVER_ZOOM = 0.06  # the slow push-in on an image without a face
-
-
-def resample(samples: npt.NDArray[np.float32], rate: int, target: int) -> npt.NDArray[np.float32]:
-    """Mono float samples from `rate` to `target` Hz with FFmpeg's resampler (band-limited,
-    unlike interpolation), the same length in seconds as the input."""
-    import av
-    import numpy as np
-
-    if rate == target or samples.size == 0:
-        return np.asarray(samples, dtype=np.float32)
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
-    frame = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(samples, dtype=np.float32)[None, :], format="flt", layout="mono"
-    )
-    frame.sample_rate = rate
-    pieces = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
-    pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    joined = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    length = round(samples.size * target / rate)
-    out = np.zeros(length, np.float32)
-    out[: min(length, joined.size)] = joined[:length]
-    return out
 
 
 def soundtrack(speech: Speech, start: float, count: int) -> npt.NDArray[np.float32]:

@@ -131,7 +131,7 @@ class TestcardEngine(Engine):
             )
             return samples, samples.size / rate, "audio: the request's own track"
         if request.tts_text is not None and request.capability in (LIP_SYNC_TTS, DIALOGUE):
-            from kinema.engines.speaking import resample
+            from kinema.media.audio import resample
             from kinema.media.speech import synthesize
 
             field = request.tts_field or "tts_text"

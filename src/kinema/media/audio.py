@@ -120,3 +120,25 @@ def audio_duration(data: bytes, field: str) -> float:
         if container.duration is not None:
             return float(container.duration / av.time_base)
     return float(decode_audio(data, field, None, 16000).size / 16000)
+
+
+def resample(samples: npt.NDArray[np.float32], rate: int, target: int) -> npt.NDArray[np.float32]:
+    """Mono float samples from `rate` to `target` Hz with FFmpeg's resampler (band-limited,
+    unlike interpolation), the same length in seconds as the input."""
+    import av
+    import numpy as np
+
+    if rate == target or samples.size == 0:
+        return np.asarray(samples, dtype=np.float32)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=target)
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples, dtype=np.float32)[None, :], format="flt", layout="mono"
+    )
+    frame.sample_rate = rate
+    pieces = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+    pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    joined = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    length = round(samples.size * target / rate)
+    out = np.zeros(length, np.float32)
+    out[: min(length, joined.size)] = joined[:length]
+    return out

@@ -249,6 +249,9 @@ class Hooks:
 class Provider(ABC):
     """One provider kind's wire. Instances are per configured upstream."""
 
+    # Whether result files on the provider's own host get the key (files on a CDN never do).
+    key_on_downloads: ClassVar[bool] = True
+
     kind: ClassVar[str]
     capabilities: ClassVar[frozenset[str]]
     poll_seconds: ClassVar[float] = 5.0  # the provider's recommended poll interval
@@ -332,7 +335,8 @@ class Provider(ABC):
             from kinema.inputs import check_url
 
             check_url(done.url, "upstream output", self.policy)
-        await self.stream_to(http, done.url, target, self.auth_headers() if own else {})
+        key = own and self.key_on_downloads
+        await self.stream_to(http, done.url, target, self.auth_headers() if key else {})
 
     async def stream_to(
         self, http: httpx.AsyncClient, url: str, target: Path, headers: dict[str, str]

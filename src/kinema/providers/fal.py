@@ -19,7 +19,6 @@ fal documents no idempotency key, so a submit interrupted after it was sent is n
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -79,6 +78,7 @@ FIELD_MAP["veo-3.1-lite-generate-001"] = FIELD_MAP["google/veo-3.1-lite-generate
 
 
 class FalProvider(Provider):
+    key_on_downloads: ClassVar[bool] = False  # output files are fetched without it
     kind: ClassVar[str] = "fal"
     capabilities: ClassVar[frozenset[str]] = frozenset(
         {TEXT_TO_VIDEO, IMAGE_TO_VIDEO, DIALOGUE, TALKING_HEAD}
@@ -143,18 +143,6 @@ class FalProvider(Provider):
 
     async def cancel(self, http: httpx.AsyncClient, state: dict[str, Any]) -> None:
         await self.send(http, "PUT", state["cancel_url"])
-
-    async def download(
-        self, http: httpx.AsyncClient, state: dict[str, Any], done: Done, target: Path
-    ) -> None:
-        # fal's files live on its CDN (fal.media), never given the key.
-        if done.url is None:
-            raise generation_failed(self.name, "it reported completion but no video URL")
-        if not self._own(done.url):
-            from kinema.inputs import check_url
-
-            check_url(done.url, "upstream output", self.policy)
-        await self.stream_to(http, done.url, target, {})
 
 
 def _video_url(output: Any) -> str | None:

@@ -19,7 +19,6 @@ the job row as the provider's reported cost.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -73,6 +72,7 @@ FIELD_MAP["veo-3.1-lite-generate-001"] = FIELD_MAP["google/veo-3.1-lite-generate
 
 
 class ReplicateProvider(Provider):
+    key_on_downloads: ClassVar[bool] = False  # output files are fetched without it
     kind: ClassVar[str] = "replicate"
     capabilities: ClassVar[frozenset[str]] = frozenset(
         {TEXT_TO_VIDEO, IMAGE_TO_VIDEO, DIALOGUE, TALKING_HEAD}
@@ -137,17 +137,6 @@ class ReplicateProvider(Provider):
 
     async def cancel(self, http: httpx.AsyncClient, state: dict[str, Any]) -> None:
         await self.send(http, "POST", state["cancel"])
-
-    async def download(
-        self, http: httpx.AsyncClient, state: dict[str, Any], done: Done, target: Path
-    ) -> None:
-        if done.url is None:
-            raise generation_failed(self.name, "it reported success but no output file")
-        if not self._own(done.url):
-            from kinema.inputs import check_url
-
-            check_url(done.url, "upstream output", self.policy)
-        await self.stream_to(http, done.url, target, {})
 
 
 def _output_url(output: Any) -> str | None:
