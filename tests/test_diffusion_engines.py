@@ -26,16 +26,15 @@ from kinema.engines.diffusion import (
     DENOISE_END,
     DiffusionEngine,
     DiffusionOptions,
-    lip_sync,
     model_frames,
     model_size,
-    plan_sound,
     retime,
 )
 from kinema.engines.ltx import LtxEngine
 from kinema.engines.wan import WanEngine
 from kinema.errors import Cancelled, EngineError, InputError
 from kinema.media.pipeline import SAMPLE_RATE
+from kinema.media.soundtrack import lip_sync, plan_sound
 from kinema.specs.base import (
     DIALOGUE,
     FIRST_LAST_FRAME,
@@ -426,8 +425,10 @@ def test_out_of_memory_is_a_job_error_naming_the_option(
 def test_words_that_do_not_fit_fail_before_any_gpu_work() -> None:
     long_words = "'" + "This sentence is far too long to be said in one second. " * 3 + "'"
     with pytest.raises(InputError, match="prompt: the quoted words take"):
-        plan_sound(request(TEXT_TO_VIDEO, prompt=f"He says {long_words}", generate_audio=True), 25)
-    assert plan_sound(request(TEXT_TO_VIDEO), 25) is None
+        plan_sound(
+            request(TEXT_TO_VIDEO, prompt=f"He says {long_words}", generate_audio=True), 25, 0
+        )
+    assert plan_sound(request(TEXT_TO_VIDEO), 25, 0) is None
 
 
 def test_lip_sync_moves_the_mouth_of_a_face_in_the_generated_frames() -> None:
@@ -442,7 +443,9 @@ def test_lip_sync_moves_the_mouth_of_a_face_in_the_generated_frames() -> None:
     )
     count = 60
     sound = plan_sound(
-        request(DIALOGUE, prompt="She says: 'Open wide, everyone.'", generate_audio=True), count
+        request(DIALOGUE, prompt="She says: 'Open wide, everyone.'", generate_audio=True),
+        count,
+        7,
     )
     assert sound is not None and sound.mouth is not None
     frames: Iterator[np.ndarray] = (face.copy() for _ in range(count))

@@ -46,18 +46,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from kinema.engines.base import Context, Engine, EngineOptions
-from kinema.errors import Cancelled, EngineError, InputError
+from kinema.errors import Cancelled, EngineError
 from kinema.media.people import check_person_generation
-from kinema.media.pipeline import FPS, SAMPLE_RATE, frame_count
+from kinema.media.pipeline import FPS, frame_count
+from kinema.media.soundtrack import Soundtrack, lip_sync, plan_sound
 from kinema.specs.base import (
     DIALOGUE,
     FIRST_LAST_FRAME,
     IMAGE_TO_VIDEO,
-    SPEECH_LEAD_IN_SECONDS,
     TEXT_TO_VIDEO,
     MediaRef,
     RenderRequest,
-    extract_dialogue,
 )
 
 if TYPE_CHECKING:
@@ -65,7 +64,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from kinema.engines.base import InputLimits
-    from kinema.media.face_anim import MouthTrack
 
     Frame = npt.NDArray[np.uint8]
 
@@ -75,8 +73,6 @@ DENOISE_END = 0.8  # progress when the last denoising step is done
 DECODE_END = 0.9  # ... and when the VAE has decoded the frames; the encode fills the rest
 PEOPLE_NEGATIVE = "people, person, human face, human body"  # person_generation=dont_allow
 # The mouth moves on frames where the track is further than this from closed and neutral.
-MOUTH_ACTIVE = 0.01
-NO_FACE_SKIP = 5  # frames passed over without a search after one that showed no face
 WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf", "*.safetensors.index.json")
 CUDA_OOM_HINT = "offload"  # the option an out-of-memory error names first
 
@@ -240,90 +236,6 @@ def output_dimensions(request: RenderRequest, image: Frame | None) -> tuple[int,
 
     own_w, own_h = (16, 9) if image is None else (image.shape[1], image.shape[0])
     return output_size(request.short_side, request.aspect, request.aspect_choices, own_w, own_h)
-
-
-# --------------------------------------------------------------------------- sound
-@dataclass
-class Soundtrack:
-    samples: npt.NDArray[np.float32]
-    mouth: MouthTrack | None = None  # the lip-sync track when words are spoken
-    seed: int = 0
-
-
-def plan_sound(request: RenderRequest, count: int) -> Soundtrack | None:
-    """The clip's sound, made before any GPU work: words quoted in the prompt (or the
-    request's own text to speak) spoken over room tone, else room tone alone; None
-    without `generate_audio`. Speech that cannot fit the clip is an InputError now."""
-    if not request.generate_audio:
-        return None
-    from kinema.media.ambience import room_tone
-
-    seed = request_seed(request)
-    total = count * SAMPLE_RATE // FPS
-    audio = room_tone(total, SAMPLE_RATE, seed)
-    words = request.tts_text or extract_dialogue(request.prompt)
-    if words is None or not words.strip():
-        return Soundtrack(audio, None, seed)
-    from kinema.media.audio import resample
-    from kinema.media.speech import PhonemeEvent, synthesize
-    from kinema.media.visemes import mouth_track_from_phonemes
-
-    field_name = request.tts_field or "prompt"
-    try:
-        speech = synthesize(words, request.tts_speaker or "Auto")
-    except ValueError as error:
-        raise InputError(request.tts_field or "tts_speaker", str(error)) from None
-    except RuntimeError as error:
-        raise EngineError(f"Speech synthesis failed: {error}") from None
-    seconds = count / FPS
-    if speech.seconds > seconds:
-        raise InputError(
-            field_name,
-            f"the quoted words take {speech.seconds:.1f} s to say, longer than the "
-            f"{seconds:g} s video",
-        )
-    lead_in = min(SPEECH_LEAD_IN_SECONDS, seconds - speech.seconds)
-    voice = resample(speech.samples, speech.sample_rate, SAMPLE_RATE)
-    offset = round(lead_in * SAMPLE_RATE)
-    n = max(0, min(voice.size, total - offset))
-    audio[offset : offset + n] += voice[:n]
-    shifted = [PhonemeEvent(e.start + lead_in, e.phoneme) for e in speech.phonemes]
-    mouth = mouth_track_from_phonemes(shifted, lead_in + speech.seconds, count, FPS)
-    return Soundtrack(audio, mouth, seed)
-
-
-def lip_sync(frames: Iterator[Frame], mouth: MouthTrack, seed: int) -> Iterator[Frame]:
-    """The generated frames with the mouth of the largest face in each moved to the
-    speech (`FaceAnimator`, mouth only: no added head motion or blinks, the model made
-    those). Frames without a face, or while the mouth rests, pass unchanged: what the
-    speech lands on when no face is found is a voice-over."""
-    from kinema.media.faces import largest_face, model_missing
-
-    if model_missing() is not None:
-        log.warning("lip-sync skipped: %s", model_missing())
-        yield from frames
-        return
-    from kinema.media.face_anim import FaceAnimator, MouthTrack
-
-    look_at = 0  # the next frame worth a face search
-    for index, frame in enumerate(frames):
-        if index >= len(mouth.open) or index < look_at:
-            yield frame
-            continue
-        values = (mouth.open[index], mouth.width[index], mouth.round[index])
-        if max(abs(float(v)) for v in values) <= MOUTH_ACTIVE:
-            yield frame
-            continue
-        face = largest_face(frame)
-        if face is None:
-            # A face rarely appears from one frame to the next: without one, look again
-            # a few frames on (a search is ~30 ms at 720p; the encoder waits for it).
-            look_at = index + NO_FACE_SKIP
-            yield frame
-            continue
-        one = MouthTrack(mouth.open[index : index + 1], mouth.width[index : index + 1],
-                         mouth.round[index : index + 1])  # fmt: skip
-        yield next(iter(FaceAnimator(frame, face, seed).frames(one)))
 
 
 # --------------------------------------------------------------------------- context
@@ -585,7 +497,7 @@ class DiffusionEngine(Engine):
             checked.append((request.last_image.field, last))
         check_person_generation(request, checked)
         count = frame_count(request.duration)
-        sound = plan_sound(request, count)
+        sound = plan_sound(request, count, request_seed(request))
         ctx.check_cancelled()
 
         import torch
