@@ -4,12 +4,16 @@ about processes, against real `kinema serve` processes."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from kinema.testing import InProcess, InstantEngine, SlowEngine, in_process
 from kinema.testing.engines import SlowOptions
@@ -24,10 +28,36 @@ def poll(client: httpx.Client, gen_id: str) -> dict[str, object]:
     return body
 
 
+PG_URL = os.environ.get(
+    "KINEMA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Settings for the job store: the default SQLite file, or a private PostgreSQL
+    schema on the shared `test` database."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    schema = "kinema_life_" + secrets.token_hex(4)
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    yield {"database_url": f"{PG_URL}?options=-csearch_path%3D{schema}"}
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def env_of(db: dict[str, str]) -> dict[str, str]:
+    return {f"KINEMA_{name.upper()}": value for name, value in db.items()}
+
+
 @pytest.fixture
-def kinema(tmp_path: Path) -> InProcess:
-    service = InProcess(tmp_path, [InstantEngine()])
-    yield service  # type: ignore[misc]
+def kinema(tmp_path: Path, db: dict[str, str]) -> Iterator[InProcess]:
+    service = InProcess(tmp_path, [InstantEngine()], **db)
+    yield service
     service.close()
 
 
@@ -53,9 +83,9 @@ def test_cancel_a_queued_job_and_refuse_finished_or_foreign(kinema: InProcess) -
         assert missing.status_code == 404
 
 
-def test_cancel_a_running_job_stops_it_between_steps(tmp_path: Path) -> None:
+def test_cancel_a_running_job_stops_it_between_steps(tmp_path: Path, db: dict[str, str]) -> None:
     slow = SlowEngine(SlowOptions(steps=400, step_seconds=0.01))
-    with in_process(tmp_path, [slow]) as kinema, kinema.client() as c:
+    with in_process(tmp_path, [slow], **db) as kinema, kinema.client() as c:
         gen_id = c.post(UNIFIED, json=PROMPT).json()["id"]
         runner = threading.Thread(target=kinema.work)
         runner.start()
@@ -71,9 +101,9 @@ def test_cancel_a_running_job_stops_it_between_steps(tmp_path: Path) -> None:
         assert kinema.store.list_keys()[0].credits is None
 
 
-def test_start_and_run_deadlines(tmp_path: Path) -> None:
+def test_start_and_run_deadlines(tmp_path: Path, db: dict[str, str]) -> None:
     slow = SlowEngine(SlowOptions(steps=400, step_seconds=0.01))
-    with in_process(tmp_path, [slow]) as kinema, kinema.client() as c:
+    with in_process(tmp_path, [slow], **db) as kinema, kinema.client() as c:
         late = c.post(UNIFIED, json=PROMPT, headers={"X-Kinema-Start-Timeout": "0.05"}).json()
         time.sleep(0.1)
         kinema.worker.recover()
@@ -142,10 +172,12 @@ def test_list_pages_filters_and_delete(kinema: InProcess) -> None:
         assert c.delete(UNIFIED, params={"generation_id": ids[0]}).status_code == 404
 
 
-def test_two_api_processes_one_idempotency_key_one_job(tmp_path: Path, media: MediaServer) -> None:
+def test_two_api_processes_one_idempotency_key_one_job(
+    tmp_path: Path, media: MediaServer, db: dict[str, str]
+) -> None:
     """Two replicas sharing one store, the same Idempotency-Key sent to both at once."""
-    first = KinemaServer(tmp_path, workers=0)
-    second = KinemaServer(tmp_path, workers=0)
+    first = KinemaServer(tmp_path, workers=0, **env_of(db))
+    second = KinemaServer(tmp_path, workers=0, **env_of(db))
     first.start()
     second.start()
     try:
@@ -177,10 +209,10 @@ def test_two_api_processes_one_idempotency_key_one_job(tmp_path: Path, media: Me
 
 
 def test_deleted_generation_is_gone_on_the_other_replica(
-    tmp_path: Path, media: MediaServer
+    tmp_path: Path, media: MediaServer, db: dict[str, str]
 ) -> None:
-    first = KinemaServer(tmp_path, workers=1)
-    second = KinemaServer(tmp_path, workers=0)
+    first = KinemaServer(tmp_path, workers=1, **env_of(db))
+    second = KinemaServer(tmp_path, workers=0, **env_of(db))
     first.start()
     second.start()
     try:
@@ -235,9 +267,11 @@ def test_cancel_frees_a_real_worker_within_a_second(
             time.sleep(0.1)
 
 
-def test_retention_deletes_old_generations_and_their_videos(tmp_path: Path) -> None:
+def test_retention_deletes_old_generations_and_their_videos(
+    tmp_path: Path, db: dict[str, str]
+) -> None:
     # 1e-6 days is under a tenth of a second: everything finished before "now" is old.
-    service = in_process(tmp_path, [InstantEngine()], retention_days=1e-6)
+    service = in_process(tmp_path, [InstantEngine()], retention_days=1e-6, **db)
     with service as kinema, kinema.client() as c:
         gen_id = c.post(UNIFIED, json=PROMPT).json()["id"]
         kinema.work()
