@@ -211,21 +211,22 @@ def test_quote_ls_cancel_and_rm(
     code, out, err = run(capsys, "ls", "--all", "--model", "video-01")
     assert [row.split()[0] for row in out.strip().splitlines()[1:]] == ids[::-1] and not err
 
-    code, out, _ = run(capsys, "cancel", ids[2])
+    # Ids may start with "-": after `--` they are never taken for an option.
+    code, out, _ = run(capsys, "cancel", "--", ids[2])
     assert code == 0 and out.startswith(f"{ids[2]}: cancel"), out
     with Client() as client, pytest.raises(GenerationFailed) as cancelled:
         client.videos.wait(ids[2], timeout=60)
     assert cancelled.value.error_name == "Cancelled"
     code, out, _ = run(capsys, "ls", "--status", "error")
     assert code == 0 and ids[2] in out and "Cancelled" in out
-    code, _, err = run(capsys, "cancel", ids[2])
+    code, _, err = run(capsys, "cancel", "--", ids[2])
     assert code == 1 and "409" in err and "already finished" in err
 
-    code, out, _ = run(capsys, "rm", ids[0], ids[1])
+    code, out, _ = run(capsys, "rm", "--", ids[0], ids[1])
     assert code == 0 and out.split() == [f"{ids[0]}:", "deleted", f"{ids[1]}:", "deleted"]
     code, out, _ = run(capsys, "ls", "--json")
     assert code == 0 and [g["id"] for g in json.loads(out)] == [ids[2]]
-    for argv in (("status", ids[0]), ("rm", ids[0]), ("cancel", "no-such-id")):
+    for argv in (("status", "--", ids[0]), ("rm", "--", ids[0]), ("cancel", "no-such-id")):
         code, _, err = run(capsys, *argv)
         assert code == 1 and "404" in err and len(err.strip().splitlines()) == 1, (argv, err)
     try:

@@ -254,7 +254,7 @@ def test_extend_refuses_unfinished_videos_and_bad_seconds(
     kinema: InProcess, client: openai.OpenAI
 ) -> None:
     queued = client.videos.create(prompt="Rain on glass.", model="video-01")
-    with pytest.raises(openai.BadRequestError, match="only a completed video"):
+    with pytest.raises(openai.ConflictError, match="only a completed video"):
         client.post(
             "/videos/extensions", cast_to=Video,
             body={"video": {"id": queued.id}, "prompt": "More rain.", "seconds": "6"},

@@ -26,7 +26,7 @@ from tests.support import KinemaServer, running
 
 IMAGE_URL = "https://example.com/media/portrait.png"
 AUDIO_URL = "https://example.com/media/speech.mp3"
-EXAMPLES = int(os.environ.get("KINEMA_FUZZ_EXAMPLES", "100"))  # per operation and phase
+EXAMPLES = int(os.environ.get("KINEMA_FUZZ_EXAMPLES", "25"))  # per operation and phase
 SEED = os.environ.get("KINEMA_FUZZ_SEED", "20240601")  # "random": schemathesis picks one
 
 
@@ -135,6 +135,9 @@ def schemathesis(base_url: str, examples: int, *extra: str) -> subprocess.Comple
         "--workers", "1",  # hypothesis' lambda parsing races under threads on 3.11
         "--generation-database", "none",
         "--request-timeout", "20",
+        # A live stream stays open until its generation finishes, and no worker runs
+        # here: every case would wait out the timeout. tests/test_events.py covers it.
+        "--exclude-path", "/v2/video/generations/events",
         "--suppress-health-check", "too_slow",
         "--no-color", "--output-truncate", "false",
         *extra,
@@ -218,8 +221,11 @@ def test_odd_requests_get_documented_answers(server: KinemaServer) -> None:
             for query in ODD_POLLS:
                 conforms(client.get(f"{path}?{query}"), path, "get")
                 conforms(httpx.get(f"{server.base_url}{path}?{query}"), path, "get")
+            documented = sorted(m.upper() for m in document["paths"][path] if m != "parameters")
             for method in ("DELETE", "PUT", "PATCH", "OPTIONS", "HEAD"):
+                if method in documented:
+                    continue
                 refused = client.request(method, path)
                 assert refused.status_code == 405, (method, path, refused.text)
-                assert refused.headers["allow"] == "GET, POST", (method, path)
+                assert refused.headers["allow"] == ", ".join(documented), (method, path)
     assert "Traceback" not in server.log(), server.log()

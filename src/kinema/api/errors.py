@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,6 +44,14 @@ class ErrorRenderer:
             return self(exc, path, request_id)
         log.error("unhandled error on %s %s", method, path, exc_info=exc)
         return self.dialect_for(path).render_status(500, INTERNAL_MESSAGE, path, request_id)
+
+
+def _field_of(loc: Sequence[Any]) -> str:
+    """The request field a validation error is about: the parameter or top-level body
+    field (`("body", "events", 0)` -> `events`), not the index inside it."""
+    if len(loc) >= 2 and loc[0] in ("body", "query", "header", "path", "cookie"):
+        return str(loc[1])
+    return str(loc[-1]) if loc else "request"
 
 
 def request_id(request: Request) -> str:
@@ -87,7 +97,7 @@ def install(app: FastAPI, render: ErrorRenderer) -> None:
     async def _query_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
             FieldProblem(
-                str(err["loc"][-1]) if err.get("loc") else "request",
+                _field_of(err.get("loc") or ()),
                 "Required" if err.get("type") == "missing" else str(err.get("msg")),
             )
             for err in exc.errors()

@@ -375,13 +375,13 @@ def router(
         request: Request,
         generation_id: Annotated[str, Query(min_length=1, max_length=200)],
         last_event_id: Annotated[
-            str | None,
+            str,
             Header(
                 alias="Last-Event-ID",
-                pattern=r"^[0-9]{1,18}$",
-                description="Resume after this event id.",
+                pattern=r"^([0-9]{1,18})?$",
+                description="Resume after this event id (empty or absent: from the start).",
             ),
-        ] = None,
+        ] = "",
     ) -> Response:
         key = await _call(store, auth, request)
         job = await _call(store, store.get_status, generation_id, key.id)
