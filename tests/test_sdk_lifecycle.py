@@ -376,7 +376,11 @@ def test_a_submit_whose_answer_was_lost_is_retried_into_one_job(
 
 def test_stream_resumes_after_dropped_connections(server: KinemaServer, media: MediaServer) -> None:
     with Proxy(server.base_url, cut_after=2) as proxy, Client(proxy.base_url, server.key) as c:
-        job = c.videos.create("pixverse/v5/image-to-video", **image_job(media))
+        # 1080p: long enough (seconds of encoding) for several progress events even on a
+        # fast machine; the assertions below follow the number of events that came.
+        job = c.videos.create(
+            "pixverse/v5/image-to-video", **{**image_job(media), "resolution": "1080p"}
+        )
         events = list(c.videos.stream(job))
         opened = proxy.seen("GET", EVENTS)
 
@@ -393,12 +397,13 @@ def test_stream_resumes_after_dropped_connections(server: KinemaServer, media: M
     assert numbers == sorted(set(numbers)) and [e.id for e in tail] == numbers[3:]
     # Each connection was cut partway into its third event; the next one resumed after
     # the second: the cut event's `id:` line did not count.
-    assert len(opened) >= 3 and opened[0].headers.get("last-event-id") is None
+    # At most two whole events per connection: one connection per two events.
+    assert len(opened) == (len(numbers) + 1) // 2 and opened[0].headers.get("last-event-id") is None
     resumed = [r.headers.get("last-event-id") for r in opened[1:]]
     assert resumed == [str(n) for n in numbers[1::2]][: len(resumed)]
     kinds = [(e.event, e.generation.status) for e in events]
     assert kinds[0] == ("status", "queued") and ("status", "generating") in kinds
-    assert sum(kind == "progress" for kind, _ in kinds) >= 2 and events[-1].done
+    assert sum(kind == "progress" for kind, _ in kinds) >= 1 and events[-1].done
     assert events[-1].generation.video and all(e.generation.id == job.id for e in events)
 
 
