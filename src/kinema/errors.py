@@ -109,8 +109,10 @@ class CapabilityMissing(ApiError):
         else:
             message = (
                 f"This Kinema deployment has no engine for '{capability}', which model "
-                f"'{model}' needs for this request. Enabled engines cannot serve it; "
-                "see the README's model table for what each engine covers."
+                f"'{model}' needs for this request. Enable an engine that offers it "
+                "(KINEMA_ENGINES: e.g. `wan` or `ltx` with local weights, `testcard` for "
+                "offline tests) or route the model to an upstream provider (KINEMA_ROUTES); "
+                "GET /v2/models lists what each engine serves."
             )
         super().__init__(message)
         self.capability = capability
