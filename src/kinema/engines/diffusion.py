@@ -38,6 +38,7 @@ import json
 import logging
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,23 +322,23 @@ class DiffusionEngine(Engine):
         self.timings = Timings()
 
     # ---- what a family provides ----------------------------------------------------
+    @abstractmethod
     def describe(self, index: dict[str, Any], model_dir: Path) -> Layout:
         """The layout of a model directory from its JSON files; LayoutError if this
         family cannot run it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def build(self, base: Any, layout: Layout) -> dict[str, Any]:
         """The pipeline serving each capability, made from the loaded `base` pipeline
         (sharing its modules, never loading weights twice)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def arguments(self, capability: str, pipe: Any, job: Generation) -> dict[str, Any]:
         """The family's pipeline arguments for `job` (besides the common ones)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def multiples(self, base: Any) -> tuple[int, int]:
         """(spatial, temporal) size multiples of the loaded pipeline."""
-        raise NotImplementedError
 
     # ---- availability (import-free) ----------------------------------------------
     @property

@@ -226,12 +226,12 @@ class JobQueue(ABC):
     # True when reads are local and cheap (SQLite): the API may run them on its event loop.
     reads_are_local: bool = False
 
+    @abstractmethod
     def record_upstream(
         self, job_id: str, worker_id: str, backend: str, upstream: dict[str, Any] | None
     ) -> bool:
         """Record the job's backend and upstream state (provider job id, phase) while
         `worker_id` holds its lease; False once it does not (see `store/upstream.py`)."""
-        raise NotImplementedError(f"{type(self).__name__} does not record upstream jobs")
 
     @abstractmethod
     def create_job(self, job: NewJob) -> Job:
