@@ -164,7 +164,7 @@ class ModelInfo:
 
 
 def _sample(cls: type[ModelSpec]) -> RenderRequest | None:
-    """What the model renders with its defaults (placeholders for required inputs)."""
+    """What the model renders with its defaults (required inputs given empty data: URIs)."""
     values: dict[str, Any] = {"model": cls.MODEL_IDS[0]}
     for name, info in cls.model_fields.items():
         if name != "model" and info.is_required():
