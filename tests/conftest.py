@@ -11,6 +11,9 @@ from tests.support import KinemaServer, MediaServer, make_face, make_image, make
 if TYPE_CHECKING:
     from kinema.testing import InProcess
 
+# the upstream-provider fixtures (clip, fake_env, aiml, openai, fal, rep, gem)
+pytest_plugins = ["tests.provider_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MediaServer]:

@@ -16,10 +16,11 @@ documented contract, with fault injection.
   needs the key and redirects to a /files/ URL (which records any key sent to it).
 
 Faults are queued per operation ("submit", "poll", "download") and consumed one per
-request: "429" (Retry-After: 0.05), "500", "drop" (connection closed without an answer),
-"slow" (the answer comes after `slow_seconds`), "malformed" (not JSON), "expired" (the
-result URL answers 403: the next poll signs a fresh one), "lost" (404 on a poll),
-"sent-then-drop" (the submit is accepted, then the connection drops before the answer).
+request: "429" (Retry-After: 0.05), "500", "502" (a gateway's), "503", "drop" (connection
+closed without an answer), "slow" (the answer comes after `slow_seconds`), "malformed"
+(not JSON), "expired" (the result URL answers 403: the next poll signs a fresh one),
+"lost" (404 on a poll), "sent-then-drop" (the submit is accepted, then the connection
+drops before the answer).
 """
 
 from __future__ import annotations
@@ -134,8 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if fault == "429":
             self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": "0.05"})
-        elif fault == "500":
-            self._send(500, {"error": {"message": "internal"}})
+        elif fault in ("500", "502", "503"):
+            self._send(int(fault), {"error": {"message": f"HTTP {fault} from the fake"}})
         elif fault == "drop":
             self._drop()
         elif fault == "malformed":

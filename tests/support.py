@@ -205,3 +205,12 @@ def finish(
     body: dict[str, Any] = client.get(path, params={"generation_id": gen_id}).json()
     assert body["status"] in ("completed", "error"), body
     return body
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (e.g. `kinema serve`'s embedded workers)."""
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        text = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        found += [int(t) for t in text]
+    return found

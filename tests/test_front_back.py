@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from tests.support import TEST_KEY, KinemaServer, wait_for
+from tests.support import TEST_KEY, KinemaServer, children, wait_for
 from tests.videos import download, probe
 
 DRAGON = (
@@ -26,18 +26,11 @@ def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
         return list(conn.execute(sql))
 
 
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        text = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-        found += [int(t) for t in text]
-    return found
-
-
 def test_front_routes_to_back_and_survives_a_killed_worker(tmp_path: Path) -> None:
     back = KinemaServer(tmp_path / "back", workers=1, KINEMA_ENGINES="testcard")
-    upstreams = {"back": {"kind": "aimlapi", "base_url": back.base_url,
-                          "api_key_env": "BACK_KEY", "poll_seconds": 0.3}}  # fmt: skip
+    # A Kinema back honours Idempotency-Key, hence `idempotent`.
+    upstreams = {"back": {"kind": "aimlapi", "base_url": back.base_url, "api_key_env": "BACK_KEY",
+                          "poll_seconds": 0.3, "idempotent": True}}  # fmt: skip
     front = KinemaServer(
         tmp_path / "front", workers=1, KINEMA_ENGINES="motion", BACK_KEY=TEST_KEY,
         KINEMA_UPSTREAMS=json.dumps(upstreams),

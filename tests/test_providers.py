@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kinema.engines.testcard import TestcardEngine
 from kinema.providers.runner import upstream_state
-from kinema.specs.base import TEXT_TO_VIDEO, RenderRequest
-from kinema.testing import FakeContext, InProcess
+from kinema.testing import InProcess
 from tests.fake_providers import KEY, FakeProvider
 from tests.support import finish, free_port, make_image
 from tests.videos import download, probe
@@ -23,39 +20,11 @@ PROMPT = {"model": "video-01", "prompt": "A lighthouse at dusk, waves crashing"}
 SUBMIT = "/v2/video/generations"
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    work = tmp_path_factory.mktemp("clip")
-    ctx = FakeContext(work)
-    request = RenderRequest(model="video-01", capability=TEXT_TO_VIDEO, prompt="x", duration=2)
-    TestcardEngine().generate(request, ctx)
-    return ctx.output_path.read_bytes()
-
-
-@pytest.fixture
-def fake_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_UP_KEY", KEY)
-
-
 def upstream(fake: FakeProvider, **extra: Any) -> dict[str, Any]:
     return {
         "kind": fake.state.kind, "base_url": fake.base_url, "api_key_env": "FAKE_UP_KEY",
         "poll_seconds": 0.05, "request_timeout_seconds": 1.0, **extra,
     }  # fmt: skip
-
-
-@pytest.fixture
-def aiml(clip: bytes) -> Iterator[FakeProvider]:
-    fake = FakeProvider("aimlapi", clip)
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def openai(clip: bytes) -> Iterator[FakeProvider]:
-    fake = FakeProvider("openai", clip)
-    yield fake
-    fake.close()
 
 
 def service(tmp_path: Path, upstreams: dict[str, Any], route: list[str]) -> InProcess:
@@ -118,10 +87,23 @@ def test_aimlapi_rides_out_faults_with_one_upstream_job(
 def test_aimlapi_submit_lost_after_sending_is_resent_idempotently(
     tmp_path: Path, fake_env: None, aiml: FakeProvider
 ) -> None:
+    """With `idempotent: true` (a back server that honours Idempotency-Key, like Kinema)."""
     aiml.inject("submit", "sent-then-drop")
-    result = run(tmp_path, {"aiml": upstream(aiml)}, ["aiml"])
+    result = run(tmp_path, {"aiml": upstream(aiml, idempotent=True)}, ["aiml"])
     assert result["status"] == "completed", result
     assert aiml.submits == 1  # the same Idempotency-Key found the first job
+
+
+def test_aimlapi_submit_lost_after_sending_is_not_resent_by_default(
+    tmp_path: Path, fake_env: None, aiml: FakeProvider
+) -> None:
+    """The AI/ML API documents no idempotency key: an outcome Kinema cannot know is an
+    error, never a second paid job."""
+    aiml.inject("submit", "sent-then-drop")
+    result = run(tmp_path, {"aiml": upstream(aiml)}, ["aiml"])
+    assert result["status"] == "error"
+    assert result["error"]["name"] == "UpstreamOutcomeUnknown"
+    assert aiml.submits == 1
 
 
 def test_openai_text_and_image(tmp_path: Path, fake_env: None, openai: FakeProvider) -> None:
@@ -255,3 +237,30 @@ def test_async_loop_keeps_many_jobs_in_flight(
             assert aiml.submits == 20
     finally:
         svc.close()
+
+
+def test_the_readme_providers_config_is_a_working_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's Providers TOML, verbatim: it loads, every provider kind builds with its
+    key from the environment, and every route names a known backend."""
+    from kinema.providers import build_providers, check_routes, upstream_offers
+    from kinema.settings import Settings
+    from kinema.specs.passthrough import PASSTHROUGH
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Providers") :]
+    toml = section[
+        section.index("```toml\n") + 8 : section.index("```", section.index("```toml") + 7)
+    ]
+    (tmp_path / "kinema.toml").write_text(toml)
+    monkeypatch.setenv("KINEMA_CONFIG", str(tmp_path / "kinema.toml"))
+    settings = Settings(data_dir=tmp_path)
+    env = {
+        name: "k" for name in ("AIMLAPI_KEY", "FAL_KEY", "REPLICATE_API_TOKEN", "GEMINI_API_KEY")
+    }
+    built = build_providers(settings, env)
+    assert {p.kind for p in built.values()} == {"aimlapi", "fal", "replicate", "gemini", "openai"}
+    check_routes(settings, ["motion"])
+    assert PASSTHROUGH in upstream_offers(settings)["aiml"]
+    assert settings.prices["*@aiml"] == 100000

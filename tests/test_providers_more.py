@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,13 @@ import httpx
 import pytest
 
 from kinema import pricing
-from kinema.engines.testcard import TestcardEngine
 from kinema.providers import build_providers
 from kinema.providers.base import Hooks, render
 from kinema.providers.runner import upstream_state
 from kinema.settings import Settings
 from kinema.specs import spec_class
-from kinema.specs.base import TEXT_TO_VIDEO, RenderRequest
-from kinema.testing import FakeContext, InProcess
+from kinema.specs.base import RenderRequest
+from kinema.testing import InProcess
 from tests.fake_providers import KEY, FakeProvider
 from tests.support import finish, free_port, make_image
 from tests.videos import download, probe
@@ -35,39 +33,7 @@ IMAGE = "data:image/png;base64," + base64.b64encode(make_image(1280, 720, fmt="P
 I2V = {"model": "google/veo-3.1-i2v-fast", "prompt": "The camera pushes in slowly",
        "image_url": IMAGE, "duration": 4}  # fmt: skip
 
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    ctx = FakeContext(tmp_path_factory.mktemp("clip"))
-    request = RenderRequest(model="video-01", capability=TEXT_TO_VIDEO, prompt="x", duration=2)
-    TestcardEngine().generate(request, ctx)
-    return ctx.output_path.read_bytes()
-
-
-@pytest.fixture(autouse=True)
-def fake_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_UP_KEY", KEY)
-
-
-def make(kind: str, clip: bytes) -> Iterator[FakeProvider]:
-    fake = FakeProvider(kind, clip)
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def fal(clip: bytes) -> Iterator[FakeProvider]:
-    yield from make("fal", clip)
-
-
-@pytest.fixture
-def rep(clip: bytes) -> Iterator[FakeProvider]:
-    yield from make("replicate", clip)
-
-
-@pytest.fixture
-def gem(clip: bytes) -> Iterator[FakeProvider]:
-    yield from make("gemini", clip)
+pytestmark = pytest.mark.usefixtures("fake_env")  # every test here talks to fake upstreams
 
 
 def upstream(fake: FakeProvider, **extra: Any) -> dict[str, Any]:
@@ -241,12 +207,29 @@ def test_replicate_errors_are_mapped(
     assert "r8_wrong" not in result["error"]["message"]
 
 
+def test_fal_veo_lite_apps_by_input(tmp_path: Path, fal: FakeProvider) -> None:
+    """Veo Lite: text -> fal's Lite app; first + last frame -> Lite's first-last-frame app,
+    whose fields name the frames `first_frame_url` / `last_frame_url`."""
+    result = run(tmp_path / "t", fal, LITE)
+    assert result["status"] == "completed", result
+    assert only_job(fal).body["app"] == "fal-ai/veo3.1/lite"
+    pair = {**LITE, "image_url": IMAGE, "last_image_url": IMAGE, "duration": 8}
+    result = run(tmp_path / "p", fal, pair)
+    assert result["status"] == "completed", result
+    second = [j for j in fal.state.jobs.values() if j.body["app"] != "fal-ai/veo3.1/lite"]
+    assert len(second) == 1
+    body = second[0].body
+    assert body["app"] == "fal-ai/veo3.1/lite/first-last-frame-to-video"
+    assert body["first_frame_url"] == IMAGE and body["last_frame_url"] == IMAGE
+    assert "image_url" not in body and body["prompt"] == LITE["prompt"]
+
+
 # ---- gemini ------------------------------------------------------------------------------------
 def test_gemini_veo_lite_prompt_only(tmp_path: Path, gem: FakeProvider) -> None:
     result = run(tmp_path, gem, LITE)
     assert result["status"] == "completed", result
     job = only_job(gem)
-    assert job.body["model"] == "veo-3.1-fast-generate-preview"
+    assert job.body["model"] == "veo-3.1-lite-generate-preview"
     assert job.body["instances"] == [{"prompt": LITE["prompt"]}]
     params = job.body["parameters"]
     assert params["durationSeconds"] == 4 and params["resolution"] == "720p"

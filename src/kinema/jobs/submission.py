@@ -26,7 +26,9 @@ from kinema.errors import (
 from kinema.inputs import FetchPolicy, check_url, parse_data_uri
 from kinema.providers import check_routes, choose_backend, route_of, upstream_offers
 from kinema.settings import Settings
-from kinema.specs import ModelSpec, RenderRequest, parse_request
+from kinema.specs import ModelSpec, RenderRequest, parse_request, spec_class
+from kinema.specs.base import UNIFIED
+from kinema.specs.passthrough import MODEL_ID, PASSTHROUGH, Passthrough
 from kinema.store import Idempotency, IdempotencyConflict, Job, JobQueue, NewJob
 
 # What the deep checks of inline (data: URI) inputs decode with. Without them (a bare
@@ -92,6 +94,8 @@ class Submitter:
         # Per-model routes (KINEMA_ROUTES) over local engines and upstream providers.
         self.upstream_offers = upstream_offers(settings)
         check_routes(settings, list(engines.offers))
+        # Upstreams that take any other AI/ML API model id (`"passthrough": true`).
+        self.passthrough = [n for n, caps in self.upstream_offers.items() if PASSTHROUGH in caps]
         self.policy = FetchPolicy.from_settings(settings)
         self.inspect_inline = all(importlib.util.find_spec(m) for m in MEDIA_MODULES)
 
@@ -119,7 +123,7 @@ class Submitter:
         start_timeout = first_set(options.start_timeout, self.settings.start_timeout_seconds)
         new = NewJob(
             key_id=key_id,
-            route=route,
+            route=quote.spec.ROUTE.name if isinstance(quote.spec, Passthrough) else route,
             model=quote.spec.model,
             capability=quote.capability,
             params=quote.spec.model_dump(mode="json"),
@@ -144,10 +148,12 @@ class Submitter:
 
     def quote(self, route: str, body: Any) -> Quote:
         """Everything a submit checks, and the price and backend, creating nothing."""
-        spec = parse_request(route, body)
+        spec = self.parse(route, body)
         request = spec.render()
         capability = request.capability
         backends = route_of(self.settings, spec.model)
+        if capability == PASSTHROUGH and not backends:
+            backends = self.passthrough
         if backends:
             local = {name: self.engines.offers[name] for name in self.engines.engines}
             chosen = choose_backend(
@@ -171,6 +177,38 @@ class Submitter:
             backend = self.capabilities[capability]
         price = pricing.estimate(spec, self.settings.prices, backend)
         return Quote(spec, capability, price, backend)
+
+    def parse(self, route: str, body: Any) -> ModelSpec:
+        """The body's spec: its model's class, or for a model Kinema does not know, when an
+        upstream passes models through (and only on /v2/video/generations), a Passthrough
+        validated no further than Kinema needs (the upstream validates the rest)."""
+        model = body.get("model") if isinstance(body, dict) else None
+        if not (self.passthrough and route == UNIFIED.name and isinstance(model, str)):
+            return parse_request(route, body)
+        try:
+            spec_class(route, model)
+        except KeyError:
+            return self.passthrough_spec(model, body)
+        return parse_request(route, body)
+
+    def passthrough_spec(self, model: str, body: dict[str, Any]) -> Passthrough:
+        if not MODEL_ID.match(model):
+            raise ValidationFailed(
+                [FieldProblem(
+                    "model", "Invalid model id: expected letters, digits and ._:/@+- "
+                    "(at most 200 characters).", "a model id", model[:200],
+                )]
+            )  # fmt: skip
+        size = len(json.dumps(body, separators=(",", ":")).encode())
+        limit = self.settings.max_input_bytes
+        if size > limit:
+            raise ValidationFailed(
+                [FieldProblem(
+                    "body", f"A passed-through request may be at most {limit} bytes of JSON "
+                    f"(KINEMA_MAX_INPUT_BYTES); this one is {size}.", f"<= {limit} bytes", None,
+                )]
+            )  # fmt: skip
+        return Passthrough.model_validate(body)
 
     def check_speech_fits(self, request: RenderRequest) -> None:
         """Text to be spoken must fit the clip: synthesised here (espeak runs ~170x real
@@ -210,6 +248,11 @@ class Submitter:
             raise ValidationFailed(problems)
 
     def _check_inline(self, field: str, data: bytes, request: RenderRequest) -> None:
+        if request.video is not None and field == request.video.field:
+            from kinema.media.video_input import inspect_video
+
+            inspect_video(data, field, request.max_video_seconds)
+            return
         if request.audio is not None and field == request.audio.field:
             from kinema.media.audio import audio_duration
 

@@ -19,13 +19,14 @@ from pydantic import ValidationError
 
 from kinema.engines.registry import resolve_secrets
 from kinema.errors import ConfigError
-from kinema.providers.aimlapi import AimlApiProvider
+from kinema.providers.aimlapi import AimlApiOptions, AimlApiProvider
 from kinema.providers.base import Provider, UpstreamOptions
 from kinema.providers.fal import FalProvider
 from kinema.providers.gemini import GeminiProvider
 from kinema.providers.openai import OpenAIVideosProvider
 from kinema.providers.replicate import ReplicateProvider
 from kinema.settings import Settings
+from kinema.specs.passthrough import PASSTHROUGH
 
 KINDS: dict[str, type[Provider]] = {
     provider.kind: provider
@@ -37,12 +38,14 @@ KINDS: dict[str, type[Provider]] = {
         GeminiProvider,
     )
 }
+# A kind with options of its own (the rest take UpstreamOptions as they are).
+OPTIONS: dict[str, type[UpstreamOptions]] = {"aimlapi": AimlApiOptions}
 
 
 def _options(name: str, raw: Mapping[str, Any], environ: Mapping[str, str]) -> UpstreamOptions:
     try:
         resolved = resolve_secrets(f"upstream {name}", raw, environ)
-        options = UpstreamOptions.model_validate(resolved)
+        options = OPTIONS.get(str(raw.get("kind")), UpstreamOptions).model_validate(resolved)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}"
@@ -72,6 +75,8 @@ def offered(provider: Provider) -> frozenset[str]:
     caps = provider.capabilities
     if provider.options.capabilities is not None:
         caps = caps & frozenset(provider.options.capabilities)
+    if getattr(provider.options, "passthrough", False):
+        caps = caps | {PASSTHROUGH}
     return caps
 
 
@@ -88,6 +93,8 @@ def upstream_offers(settings: Settings) -> dict[str, frozenset[str]]:
         caps = KINDS[kind].capabilities
         if raw.get("capabilities") is not None:
             caps = caps & frozenset(raw["capabilities"])
+        if kind == "aimlapi" and raw.get("passthrough") is True:
+            caps = caps | {PASSTHROUGH}
         offers[name] = caps
     return offers
 

@@ -1,9 +1,18 @@
 """`aimlapi`: the AI/ML API (https://api.aimlapi.com), whose wire Kinema itself speaks, so
 also another Kinema server. Submit `POST /v2/video/generations` with the request's own
-body (Bearer key, `Idempotency-Key`, which Kinema honours: a re-sent submit returns the
-same generation), poll `GET /v2/video/generations?generation_id=ID` (statuses queued,
-generating, completed, error; `video.url`; `meta.usage.credits_used`), then download
+body (Bearer key, and an `Idempotency-Key` header), poll `GET
+/v2/video/generations?generation_id=ID` (statuses queued, generating, completed, error;
+`video.url`; `meta.usage.credits_used`), then download
 `video.url`. The AI/ML API documents no cancel endpoint, so cancelling stops the wait only.
+
+The AI/ML API documents no idempotency key either, so by default a submit interrupted
+after it was sent is never re-sent (the job ends `UpstreamOutcomeUnknown`, never a second
+paid job). A Kinema back server does honour `Idempotency-Key` (a re-sent submit returns
+the same generation): set `"idempotent": true` on such an upstream.
+
+With `"passthrough": true` the upstream also takes jobs for any of the AI/ML API's other
+video models (ones Kinema has no spec for): their body goes to the upstream exactly as
+the client sent it (`kinema.specs.passthrough`).
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import Field, StrictBool
 
 from kinema.providers.base import (
     Done,
@@ -18,6 +28,7 @@ from kinema.providers.base import (
     Pending,
     Provider,
     Retryable,
+    UpstreamOptions,
     body_json,
     generation_failed,
     job_lost,
@@ -31,6 +42,7 @@ from kinema.specs.base import (
     TEXT_TO_VIDEO,
     RenderRequest,
 )
+from kinema.specs.passthrough import PASSTHROUGH
 
 SUBMIT_PATH = "/v2/video/generations"
 
@@ -40,16 +52,25 @@ SUBMIT_PATH = "/v2/video/generations"
 FIELD_MAP: dict[str, dict[str, Any]] = {}
 
 
+class AimlApiOptions(UpstreamOptions):
+    passthrough: StrictBool = Field(
+        default=False,
+        description="Also take any other AI/ML API video model id, its body forwarded as-is.",
+    )
+
+
 class AimlApiProvider(Provider):
     kind: ClassVar[str] = "aimlapi"
     capabilities: ClassVar[frozenset[str]] = frozenset(
         {TEXT_TO_VIDEO, IMAGE_TO_VIDEO, FIRST_LAST_FRAME, TALKING_HEAD, LIP_SYNC_TTS, DIALOGUE}
     )
     poll_seconds: ClassVar[float] = 10.0  # the AI/ML API's examples poll every 10 s
-    idempotent: ClassVar[bool] = True
+    idempotent: ClassVar[bool] = False  # see the module docstring; Kinema backs: set it
 
     def body(self, request: RenderRequest, hooks: Hooks) -> dict[str, Any]:
-        if hooks.params is not None:
+        if request.capability == PASSTHROUGH and hooks.params is not None:
+            body = dict(hooks.params)  # exactly what the client sent (nulls included)
+        elif hooks.params is not None:
             body = {k: v for k, v in hooks.params.items() if v is not None}
         else:
             body = {"model": request.model, "prompt": request.prompt}
@@ -90,9 +111,12 @@ class AimlApiProvider(Provider):
             video = data.get("video") or {}
             usage = (data.get("meta") or {}).get("usage") or {}
             return Done(url=video.get("url"), cost={"credits_used": usage.get("credits_used")})
-        if status == "error":
+        if status in ("error", "failed"):  # "failed": some of its models say so
             error = data.get("error") or {}
+            if not isinstance(error, dict):  # a bare message
+                error = {"message": str(error)}
             name = error.get("name", "Error")
-            raise generation_failed(self.name, f"{name}: {error.get('message', '')}"[:500])
+            message = f"{name}: {error.get('message', '')}"[:500]
+            raise generation_failed(self.name, self.scrub(message))
         progress = data.get("progress")
         return Pending(progress=progress / 100 if isinstance(progress, int | float) else None)

@@ -37,12 +37,24 @@ from kinema.providers.base import (
     mapped_input,
     model_entry,
 )
-from kinema.specs.base import DIALOGUE, IMAGE_TO_VIDEO, TALKING_HEAD, TEXT_TO_VIDEO, RenderRequest
+from kinema.specs.base import (
+    DIALOGUE,
+    FIRST_LAST_FRAME,
+    IMAGE_TO_VIDEO,
+    TALKING_HEAD,
+    TEXT_TO_VIDEO,
+    RenderRequest,
+)
 
 _VEO = {
     "prompt": "prompt", "image_url": "image", "duration": "duration_s",
     "aspect_ratio": "aspect", "resolution": "resolution", "generate_audio": "generate_audio",
     "negative_prompt": "negative_prompt", "seed": "seed",
+}  # fmt: skip
+# fal's first-last-frame apps name the two frames `first_frame_url` / `last_frame_url`.
+_VEO_FIRST_LAST = {
+    **{k: v for k, v in _VEO.items() if k != "image_url"},
+    "first_frame_url": "image", "last_frame_url": "last_image",
 }  # fmt: skip
 
 # Our model id -> fal app id (`app`; `app_image` when the request has an image) and
@@ -53,8 +65,14 @@ FIELD_MAP: dict[str, dict[str, Any]] = {
         "app": "fal-ai/veo3.1/fast/image-to-video", "fields": _VEO,
     },
     "google/veo-3.1-lite-generate-001": {
-        "app": "fal-ai/veo3.1/fast", "app_image": "fal-ai/veo3.1/fast/image-to-video",
-        "fields": _VEO,
+        "app": "fal-ai/veo3.1/lite", "app_image": "fal-ai/veo3.1/lite/image-to-video",
+        "app_last": "fal-ai/veo3.1/lite/first-last-frame-to-video",
+        "fields": _VEO, "fields_last": _VEO_FIRST_LAST,
+    },
+    "google/veo-3.1-first-last-image-to-video-fast": {
+        "app": "fal-ai/veo3.1/fast/first-last-frame-to-video",
+        "app_last": "fal-ai/veo3.1/fast/first-last-frame-to-video",
+        "fields": _VEO_FIRST_LAST, "fields_last": _VEO_FIRST_LAST,
     },
     "video-01": {
         "app": "fal-ai/minimax/video-01", "app_image": "fal-ai/minimax/video-01/image-to-video",
@@ -73,15 +91,20 @@ FIELD_MAP: dict[str, dict[str, Any]] = {
         "app": "veed/fabric-1.0",
         "fields": {"image_url": "image", "audio_url": "audio", "resolution": "resolution"},
     },
+    "veed/fabric-1.0-fast": {
+        "app": "veed/fabric-1.0/fast",
+        "fields": {"image_url": "image", "audio_url": "audio", "resolution": "resolution"},
+    },
 }  # fmt: skip
 FIELD_MAP["veo-3.1-lite-generate-001"] = FIELD_MAP["google/veo-3.1-lite-generate-001"]
+FIELD_MAP["google/veo-3-1-lite-generate-preview"] = FIELD_MAP["google/veo-3.1-lite-generate-001"]
 
 
 class FalProvider(Provider):
     key_on_downloads: ClassVar[bool] = False  # output files are fetched without it
     kind: ClassVar[str] = "fal"
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {TEXT_TO_VIDEO, IMAGE_TO_VIDEO, DIALOGUE, TALKING_HEAD}
+        {TEXT_TO_VIDEO, IMAGE_TO_VIDEO, FIRST_LAST_FRAME, DIALOGUE, TALKING_HEAD}
     )
     # fal's clients poll every 0.5 s; video jobs take minutes, so 2 s is plenty.
     poll_seconds: ClassVar[float] = 2.0

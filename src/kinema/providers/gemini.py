@@ -59,15 +59,22 @@ _PARAMETERS = {
 }  # fmt: skip
 
 # Our model id -> Gemini model (`model`) and `parameters` field -> our request value (in
-# `fields`, see `base.request_value`; `input` adds constant parameters). The Gemini API
-# names no "Lite" Veo: Veo Lite maps to Veo 3.1 Fast; override with `models`.
+# `fields`, see `base.request_value`; `input` adds constant parameters). Veo Lite is the
+# Gemini API's `veo-3.1-lite-generate-preview` (text or one image); a first + last frame
+# request goes to Veo 3.1 Fast (`model_last`), which takes `lastFrame`. Override with
+# `models`.
 FIELD_MAP: dict[str, dict[str, Any]] = {
     "google/veo-3.1-i2v-fast": {"model": "veo-3.1-fast-generate-preview", "fields": _PARAMETERS},
     "google/veo-3.1-lite-generate-001": {
+        "model": "veo-3.1-lite-generate-preview",
+        "model_last": "veo-3.1-fast-generate-preview", "fields": _PARAMETERS,
+    },
+    "google/veo-3.1-first-last-image-to-video-fast": {
         "model": "veo-3.1-fast-generate-preview", "fields": _PARAMETERS,
     },
 }  # fmt: skip
 FIELD_MAP["veo-3.1-lite-generate-001"] = FIELD_MAP["google/veo-3.1-lite-generate-001"]
+FIELD_MAP["google/veo-3-1-lite-generate-preview"] = FIELD_MAP["google/veo-3.1-lite-generate-001"]
 
 
 class GeminiProvider(Provider):

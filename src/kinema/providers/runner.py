@@ -2,10 +2,14 @@
 
 The worker hands every claimed job whose backend is an upstream to `Upstreams.take`; the
 loop submits (or resumes), polls, mirrors the video into Kinema's storage and records the
-outcome through the one `Finisher`, while the worker's own thread goes on claiming. One
-housekeeping task extends the leases of every job in flight (and notices cancellations,
-run timeouts and lost leases) every lease/3 seconds, so hundreds of waiting jobs cost a
-few sleeping coroutines and one small UPDATE each per period.
+outcome through the one `Finisher`, while the worker's own thread goes on claiming.
+Waiting costs a sleeping coroutine per job: polls follow each provider's interval and
+`Retry-After` (`sequence.py`), and one housekeeping task covers every job in flight with
+batched statements: each `WATCH_SECONDS` one SELECT finds the jobs cancelled or deleted
+(their pauses are woken, the provider's cancel is sent), each lease/3 one UPDATE extends
+all their leases (a per-job heartbeat only where progress moved, for its event). The
+PyAV check and the copy into storage run on a small thread pool of their own, so the
+loop's store calls (records, housekeeping) never wait behind a burst of completions.
 
 `run_sync` is the same sequence on the calling thread (`Worker.run_once`, tests).
 """
@@ -13,11 +17,13 @@ few sleeping coroutines and one small UPDATE each per period.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import shutil
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,8 +34,10 @@ from kinema.errors import CANCELLED_BY_OWNER, Cancelled, EngineError, JobFailure
 from kinema.inputs import FetchPolicy, fetch
 from kinema.jobs.lifecycle import discard_orphan
 from kinema.jobs.model import Failed
-from kinema.providers import build_providers, choose_backend, offered, route_of
-from kinema.providers.base import ACCEPTED, Done, Hooks, Provider, UpstreamError, render
+from kinema.providers import build_providers, offered
+from kinema.providers.base import Done, Hooks, Provider, UpstreamError
+from kinema.providers.failover import HandedOver, hand_over
+from kinema.providers.sequence import render
 from kinema.specs import spec_class
 from kinema.specs.base import MediaRef, RenderRequest
 from kinema.store import Job
@@ -39,6 +47,10 @@ if TYPE_CHECKING:
     from kinema.worker.loop import Worker
 
 log = logging.getLogger("kinema.providers")
+
+# How often the jobs in flight are checked for cancellation and run timeouts (one SELECT
+# for all of them): a cancelled upstream job reaches its provider within about this.
+WATCH_SECONDS = 0.5
 
 
 class LeaseLost(Exception):
@@ -59,9 +71,19 @@ class InFlight:
     job: Job
     started: float
     progress: int = 0
+    pushed: int = 0  # the progress last written to the job row
     cancel: threading.Event = field(default_factory=threading.Event)
-    why: str | None = None  # "owner" | "timeout" | "lease"
+    why: str | None = None  # "owner" | "timeout" | "lease" | "shutdown"
     task: asyncio.Task[None] | None = None
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # ends a poll pause
+
+    def halt(self, why: str) -> None:
+        """Stop this job (on the loop's thread): its waiting loop wakes and sees why."""
+        if self.cancel.is_set():
+            return
+        self.why = why
+        self.cancel.set()
+        self.wakeup.set()
 
 
 class Upstreams:
@@ -78,6 +100,11 @@ class Upstreams:
         self.semaphores: dict[str, asyncio.Semaphore] = {}
         self.lock = threading.Lock()
         self.housekeeper: asyncio.Task[None] | None = None
+        # PyAV check + storage of finished videos: CPU and disk work, off the loop and
+        # off the default pool the loop's store calls use.
+        self.mirror_pool = ThreadPoolExecutor(
+            max_workers=min(4, os.cpu_count() or 2), thread_name_prefix="upstream-mirror"
+        )
 
     # ---- what the worker asks -----------------------------------------------------------
     def capabilities(self) -> set[str]:
@@ -113,8 +140,7 @@ class Upstreams:
         if loop is None:
             return
         for entry in list(self.inflight.values()):
-            entry.why = "shutdown"
-            entry.cancel.set()
+            loop.call_soon_threadsafe(entry.halt, "shutdown")
             if entry.task is not None:
                 loop.call_soon_threadsafe(entry.task.cancel)
         deadline = time.monotonic() + 5
@@ -122,16 +148,39 @@ class Upstreams:
             time.sleep(0.05)
         for job_id in list(self.inflight):
             self.worker.store.release(job_id, self.worker.id)
-        loop.call_soon_threadsafe(loop.stop)
+        asyncio.run_coroutine_threadsafe(self._close(), loop)
         if self.thread is not None:
             self.thread.join(timeout=5)
+        self.mirror_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _close(self) -> None:
+        """(on the loop) End the housekeeping and the connections, then the loop."""
+        if self.housekeeper is not None:
+            self.housekeeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.housekeeper
+        for client in list(self.http.values()):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        asyncio.get_running_loop().stop()
 
     # ---- the synchronous path (run_once, tests) ----------------------------------------
     def run_sync(self, job: Job, request: RenderRequest, ctx: RunContext) -> None:
+        async def watch(wakeup: asyncio.Event) -> None:
+            # The context's heartbeat thread notices cancellations; wake the poll pause.
+            while not ctx.cancelled:
+                await asyncio.sleep(WATCH_SECONDS / 2)
+            wakeup.set()
+
         async def go() -> None:
             async with httpx.AsyncClient() as http:
                 hooks = self._hooks(job, request, ctx.output_path, lambda: ctx.cancelled, ctx)
-                await self._render(job, request, hooks, lambda _name: http)
+                hooks.wakeup = asyncio.Event()
+                watcher = asyncio.create_task(watch(hooks.wakeup))
+                try:
+                    await self._render(job, request, hooks, lambda _name: http)
+                finally:
+                    watcher.cancel()
 
         asyncio.run(go())
 
@@ -162,37 +211,54 @@ class Upstreams:
         return self.http[name]
 
     async def _housekeeping(self) -> None:
-        """Leases, cancellations and run timeouts of every job in flight."""
-        settings = self.worker.settings
-        interval = max(0.2, settings.lease_seconds / 3)
+        """Cancellations and run timeouts each WATCH_SECONDS, leases each lease/3, for
+        every job in flight at once."""
+        renew_every = max(WATCH_SECONDS, self.worker.settings.lease_seconds / 3)
+        last_renewal = time.monotonic()
         while True:
-            await asyncio.sleep(interval)
-            entries = list(self.inflight.values())
-            if entries:
-                try:
-                    await asyncio.to_thread(self._beat, entries)
-                except Exception:  # a store hiccup: the leases have slack
-                    log.warning("upstream heartbeat failed; retrying", exc_info=True)
+            await asyncio.sleep(WATCH_SECONDS)
+            entries = [e for e in list(self.inflight.values()) if not e.cancel.is_set()]
+            if not entries:
+                continue
+            renew = time.monotonic() - last_renewal >= renew_every
+            try:
+                halted = await asyncio.to_thread(self._watch, entries, renew)
+            except Exception:  # a store hiccup: the leases have slack, the next tick asks
+                log.warning("upstream housekeeping failed; retrying", exc_info=True)
+                continue
+            if renew:
+                last_renewal = time.monotonic()
+            for entry, why in halted:
+                entry.halt(why)
 
-    def _beat(self, entries: list[InFlight]) -> None:
+    def _watch(self, entries: list[InFlight], renew: bool) -> list[tuple[InFlight, str]]:
+        """(on a thread) Which of `entries` must stop, and why: at most three statements
+        for all of them, plus one heartbeat per job whose progress moved."""
         store, worker = self.worker.store, self.worker
+        ids = [entry.job.id for entry in entries]
+        halted: dict[str, tuple[InFlight, str]] = {}
+        if renew:
+            held = store.renew_leases(ids, worker.id, worker.settings.lease_seconds)
+            for entry in entries:
+                if entry.job.id not in held:
+                    halted[entry.job.id] = (entry, "lease")
+                elif entry.progress != entry.pushed:  # its progress event, in order
+                    progress = entry.progress
+                    if store.heartbeat(
+                        entry.job.id, worker.id, worker.settings.lease_seconds, progress
+                    ):
+                        entry.pushed = progress
+        asked = store.cancels_requested(ids)
+        now = time.monotonic()
         for entry in entries:
             job = entry.job
-            if entry.cancel.is_set():
+            if job.id in halted:
                 continue
-            if not store.heartbeat(
-                job.id, worker.id, worker.settings.lease_seconds, entry.progress
-            ):
-                entry.why = "lease"
-                entry.cancel.set()
-                continue
-            timeout = job.run_timeout
-            if timeout is not None and time.monotonic() - entry.started > timeout:
-                entry.why = "timeout"
-                entry.cancel.set()
-            elif store.cancel_requested(job.id):
-                entry.why = "owner"
-                entry.cancel.set()
+            if job.run_timeout is not None and now - entry.started > job.run_timeout:
+                halted[job.id] = (entry, "timeout")
+            elif job.id in asked:
+                halted[job.id] = (entry, "owner")
+        return list(halted.values())
 
     async def _run_async(self, entry: InFlight) -> None:
         job = entry.job
@@ -208,8 +274,12 @@ class Upstreams:
 
             hooks = self._hooks(job, request, work_dir / "output.mp4", entry.cancel.is_set, None)
             hooks.progress = progress
+            hooks.wakeup = entry.wakeup
             await self._render(job, request, hooks, self._client)
-            await asyncio.to_thread(self._complete, job, spec, hooks)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.mirror_pool, self._complete, job, spec, hooks)
+        except HandedOver:  # the next backend of the route takes it from the queue
+            await asyncio.to_thread(worker.store.release, job.id, worker.id)
         except Cancelled as exc:
             await asyncio.to_thread(self._stopped, entry, exc)
         except asyncio.CancelledError:
@@ -235,7 +305,11 @@ class Upstreams:
             with self.lock:
                 self.inflight.pop(job.id, None)
             worker.jobs_done += 1
-            await asyncio.to_thread(shutil.rmtree, work_dir, True)
+            # Not awaited: a task torn down with its loop (GeneratorExit) cannot await.
+            try:
+                self.mirror_pool.submit(shutil.rmtree, work_dir, True)
+            except RuntimeError:  # the pool is shut down
+                shutil.rmtree(work_dir, ignore_errors=True)
 
     def _complete(self, job: Job, spec: Any, hooks: Hooks) -> None:
         from kinema.worker.finish import completed, store_output
@@ -292,43 +366,21 @@ class Upstreams:
         return hooks
 
     async def _render(self, job: Job, request: RenderRequest, hooks: Hooks, client: Any) -> Done:
-        """Render on the job's backend; a backend that fails before accepting the job
-        passes it to the next upstream of the model's route that serves its capability."""
+        """Render on the job's backend; one that fails before accepting the job hands it
+        to the next backend of the model's route (`failover.py`)."""
         backend = job.backend or ""
-        tried: list[str] = []
-        while True:
-            provider = self.providers.get(backend)
-            if provider is None:
-                raise EngineError(f"No upstream named '{backend}' is configured here.")
-            semaphore = self.semaphores.setdefault(
-                backend, asyncio.Semaphore(provider.options.concurrency)
-            )
-            try:
-                async with semaphore:
-                    return await render(provider, client(backend), request, hooks)
-            except UpstreamError as exc:
-                state = hooks.state or {}
-                accepted = state.get("backend") == backend and state.get("phase") == ACCEPTED
-                if exc.name != "UpstreamUnavailable" or accepted:
-                    raise
-                tried.append(backend)
-                following = self._next_backend(job, tried)
-                if following is None:
-                    raise
-                log.warning(
-                    "job %s: upstream %s unavailable; trying %s", job.id, backend, following
-                )
-                backend = following
-                await hooks.record({"backend": backend, "phase": "routed"})
-
-    def _next_backend(self, job: Job, tried: list[str]) -> str | None:
-        route = route_of(self.worker.settings, job.model)
-        rest = [name for name in route if name not in tried and name in self.providers]
-        if not rest:
-            return None
-        offers = {name: offered(self.providers[name]) for name in rest}
-        found = choose_backend(rest, job.capability, None, {}, offers)
-        return found[0] if found else None
+        provider = self.providers.get(backend)
+        if provider is None:
+            raise EngineError(f"No upstream named '{backend}' is configured here.")
+        semaphore = self.semaphores.setdefault(
+            backend, asyncio.Semaphore(provider.options.concurrency)
+        )
+        try:
+            async with semaphore:
+                return await render(provider, client(backend), request, hooks)
+        except UpstreamError as exc:
+            await hand_over(self.worker, self.providers, job, hooks, backend, exc)
+            raise  # pragma: no cover (hand_over always raises)
 
 
 def _fresh_dir(path: Path) -> None:

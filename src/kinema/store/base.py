@@ -234,6 +234,15 @@ class JobQueue(ABC):
         `worker_id` holds its lease; False once it does not (see `store/upstream.py`)."""
 
     @abstractmethod
+    def renew_leases(self, job_ids: list[str], worker_id: str, lease_seconds: float) -> set[str]:
+        """Extend the leases of those of `job_ids` that `worker_id` holds, in one
+        statement; returns the ids it still holds (the upstream loop's heartbeat)."""
+
+    @abstractmethod
+    def cancels_requested(self, job_ids: list[str]) -> set[str]:
+        """Those of `job_ids` cancelled by their owner or deleted, in one statement."""
+
+    @abstractmethod
     def create_job(self, job: NewJob) -> Job:
         """Insert a queued job in one atomic statement that also checks the key's balance
         covers its price plus the prices of its pending jobs (CreditsExhausted if not)."""
