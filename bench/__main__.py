@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 MODULES = (
-    "api", "motion", "talking_head", "speaking", "morph", "cluster", "sse", "webhooks",
-    "diffusion", "upstream",
+    "api", "motion", "talking_head", "e2e", "speaking", "morph", "cluster", "pickup", "sse",
+    "webhooks", "diffusion", "upstream", "memory", "dubbing", "posters",
 )  # fmt: skip
 COLUMNS = ("benchmark", "value", "unit", "baseline", "ratio", "target")
 RESULTS = Path(__file__).parent / "results" / "latest.md"

@@ -455,10 +455,14 @@ def test_openapi_lists_every_model(anon: httpx.Client) -> None:
         "VeoLite",
         "Video01Legacy",
         "PixverseI2VLegacy",
+        "Fabric10Fast",
+        "VeoFirstLastFast",
+        "VeoLitePreview",
+        "PixverseLipSync",
     ):
         assert name in schemas
     body = spec["paths"][UNIFIED]["post"]["requestBody"]["content"]["application/json"]
-    assert len(body["schema"]["oneOf"]) == 5
+    assert len(body["schema"]["oneOf"]) == 9
     assert "veo-3.1-lite-generate-001" in body["schema"]["discriminator"]["mapping"]
     assert anon.get("/docs").status_code == 200
 

@@ -74,7 +74,7 @@ def scenario_kills(root: Path, media: MediaServer, kills: int) -> None:
         s3 = boto3.client("s3", endpoint_url=c.s3, aws_access_key_id="test",
                           aws_secret_access_key="test", region_name="us-east-1")  # fmt: skip
         listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="videos/")
-        # One video per job (each also has its poster and spritesheet beside it).
+        # One video per job (posters are made only when first asked for).
         videos = [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith(".mp4")]
         names = sorted(key.rsplit("/", 1)[1] for key in videos)
         assert names == sorted(f"{job_id}.mp4" for job_id in ids)

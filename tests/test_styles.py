@@ -23,7 +23,8 @@ from skimage.metrics import structural_similarity
 
 from kinema.engines.motion import MotionEngine
 from kinema.errors import EngineError
-from kinema.media.images import decode_image, fit_image
+from kinema.media.framing import frame_image
+from kinema.media.images import decode_image
 from kinema.media.styles import STYLES, stylize
 from kinema.specs.base import IMAGE_TO_VIDEO, ImageRules, MediaRef, RenderRequest
 from kinema.specs.pixverse import Style
@@ -162,7 +163,8 @@ def test_styled_clips_move_smoothly(
     frames = decoded(engine, tmp_path, style=style, prompt=prompt)
     assert len(frames) == 50
     # Frame 0 is the styled still; the move then warps it, so nothing re-styles per frame.
-    fitted = fit_image(decode_image(JPEG, "image_url", ImageRules(), 10**8, 10**8), 640, 360)
+    # frame 0 is the input as the engines fit it (face-aware framing), then stylized
+    fitted = frame_image(decode_image(JPEG, "image_url", ImageRules(), 10**8, 10**8), 640, 360)
     assert luma_psnr(frames[0], stylize(fitted, style, seed=3)) > 30
     styled_steps = steps(frames)
     # No flicker: frame-to-frame change follows the eased move, with no spikes...

@@ -24,7 +24,7 @@ from kinema.settings import Settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("host", "port", "data_dir", "workers"):
+    for name in ("host", "port", "data_dir", "workers", "ssl_certfile", "ssl_keyfile"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -46,7 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from kinema.api import create_app
     from kinema.worker.supervisor import WorkerPool
 
-    settings = _settings(args)
+    settings = _tls(_settings(args), args.tls_self_signed)  # checked before anything runs
     app = create_app(settings)  # runs migrations before any worker starts
     store = app.state.store
     if not settings.api_key and not store.list_keys():
@@ -63,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="info", access_log=False,
         timeout_graceful_shutdown=10,
+        ssl_certfile=settings.ssl_certfile, ssl_keyfile=settings.ssl_keyfile,
     )  # fmt: skip
     # uvicorn re-raises the signal that stopped it once it has shut down; with these
     # handlers in place that lands here instead of killing us before the workers drain.
@@ -79,6 +80,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         pool.stop()
     return 0
+
+
+def _tls(settings: Settings, self_signed: bool) -> Settings:
+    """Check the HTTPS settings (a ConfigError, exit 2, names the flag); with
+    `--tls-self-signed`, the data dir's local CA and certificate, made or reused."""
+    from kinema import tls
+
+    cert, key = settings.ssl_certfile, settings.ssl_keyfile
+    if self_signed:
+        if cert or key:
+            raise ConfigError(
+                "--tls-self-signed makes its own certificate: drop --ssl-certfile/"
+                "--ssl-keyfile (KINEMA_SSL_CERTFILE/KINEMA_SSL_KEYFILE)"
+            )
+        made = tls.ensure_self_signed(settings.data_dir, settings.host)
+        # The same settings reach the workers (child_environment), so the webhooks they
+        # send carry https:// download links too.
+        settings = settings.model_copy(
+            update={"ssl_certfile": made.certfile, "ssl_keyfile": made.keyfile}
+        )
+        state = "made" if made.issued else "reused"
+        print(
+            f"\nHTTPS with a certificate from Kinema's local CA ({state}; covers "
+            f"{', '.join(made.names)}). Clients trust the CA with\n"
+            f"  NODE_EXTRA_CA_CERTS={made.ca.resolve()}   (Node)\n"
+            f"  SSL_CERT_FILE={made.ca.resolve()}   (Python httpx; REQUESTS_CA_BUNDLE for "
+            "requests)\n"
+            f"  curl --cacert {made.ca.resolve()}\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    elif bool(cert) != bool(key):
+        given, missing = ("--ssl-certfile", "--ssl-keyfile") if cert else (
+            "--ssl-keyfile", "--ssl-certfile")  # fmt: skip
+        raise ConfigError(
+            f"{given} needs {missing} (KINEMA_{missing[2:].replace('-', '_').upper()}) too"
+        )
+    if settings.ssl_certfile and settings.ssl_keyfile:
+        tls.check_pair(settings.ssl_certfile, settings.ssl_keyfile)
+    return settings
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -253,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, help="worker processes (default: one per core)")
     serve.add_argument("--engines", help="comma-separated engines (default: all four)")
+    https = serve.add_argument_group("HTTPS")
+    https.add_argument("--ssl-certfile", type=Path, help="PEM certificate (KINEMA_SSL_CERTFILE)")
+    https.add_argument("--ssl-keyfile", type=Path, help="its PEM private key (KINEMA_SSL_KEYFILE)")
+    https.add_argument(
+        "--tls-self-signed", action="store_true",
+        help="serve HTTPS with a local CA + certificate kept in <data-dir>/tls (prints the CA)",
+    )  # fmt: skip
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", parents=[data_dir], help="a standalone worker")

@@ -49,6 +49,7 @@ _HOST_NAME = re.compile(r"[a-z0-9_.-]+")  # after IDNA encoding, lower-cased
 _UNSUPPORTED = {
     "image": "is not a supported image (PNG, JPEG or WebP)",
     "audio": "is not a supported audio file (MP3, WAV, M4A, AAC or OGG)",
+    "video": "is not a supported video (MP4, MOV or WebM)",
 }
 
 
@@ -373,11 +374,11 @@ class _Download:
 
 
 def fetch(url: str, field: str, kind: str, policy: FetchPolicy) -> bytes:
-    """The bytes of a media input of `kind` ("image" or "audio"): a base64 data: URI or
+    """The bytes of a media input of `kind` ("image", "audio" or "video"): a base64 data: URI or
     an http(s) URL fetched under `policy`. Raises InputError naming `field` (UnsafeUrl
     for refused destinations) for anything short of a supported file of that kind."""
     if kind not in _UNSUPPORTED:
-        raise ValueError(f"unknown media kind {kind!r}; expected 'image' or 'audio'")
+        raise ValueError(f"unknown media kind {kind!r}; expected 'image', 'audio' or 'video'")
     if url[:5].lower() == "data:":
         data = parse_data_uri(url, field, policy.max_bytes)
     else:

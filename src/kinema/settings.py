@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     # -- HTTP server ---------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
+    ssl_certfile: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) to serve HTTPS with; needs ssl_keyfile.",
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="The unencrypted PEM private key of ssl_certfile."
+    )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, description="Largest accepted request body (413 above)."
     )
@@ -117,7 +124,7 @@ class Settings(BaseSettings):
         description="Worker processes started by `kinema serve` (0 = API only).",
     )
     engines: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["motion", "talking_head", "speaking", "morph"],
+        default_factory=lambda: ["motion", "talking_head", "speaking", "morph", "dubbing"],
         description="Engines this deployment runs (comma-separated in the environment).",
     )
     engine_options: dict[str, dict[str, Any]] = Field(
@@ -136,8 +143,9 @@ class Settings(BaseSettings):
     poll_interval: float = Field(default=0.2, description="Idle worker's queue poll period.")
     job_wakeup: bool = Field(
         default=True,
-        description="On PostgreSQL, wake idle workers with LISTEN/NOTIFY when a job is "
-        "queued (otherwise they find it at their next poll).",
+        description="Wake idle workers the moment a job is queued: LISTEN/NOTIFY on "
+        "PostgreSQL, a Unix datagram socket per worker beside the SQLite database file "
+        "(otherwise they find it at their next poll).",
     )
     drain_seconds: float = Field(
         default=60.0, description="On SIGTERM a worker finishes its job for up to this long."

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kinema.client.errors import LocalValidationError
-from kinema.media.sniff import AUDIO_FORMATS, IMAGE_FORMATS, MIME, sniff
+from kinema.media.sniff import AUDIO_FORMATS, IMAGE_FORMATS, MIME, VIDEO_FORMATS, sniff
 
 MAX_INPUT_BYTES = 20 * 1024 * 1024  # the server's per-input cap (KINEMA_MAX_INPUT_BYTES)
 ROUTE = "unified"
@@ -25,7 +25,9 @@ MEDIA_FIELDS = {
     "last_image_url": "image",
     "tail_image_url": "image",
     "audio_url": "audio",
+    "video_url": "video",
 }
+FORMATS = {"image": IMAGE_FORMATS, "audio": AUDIO_FORMATS, "video": VIDEO_FORMATS}
 IMAGE_FIELDS = ("image_url", "first_frame_image")  # the first one a model has is `image=`
 SHORTHANDS = {"audio": "audio_url", "last_image": "last_image_url"}
 
@@ -85,8 +87,7 @@ def _data_uri(field: str, kind: str, data: bytes, name: str) -> str:
         raise _problem(field, f"inputs are limited to {MAX_INPUT_BYTES} bytes", name)
     fmt = sniff(data, kind)
     if fmt is None:
-        formats = IMAGE_FORMATS if kind == "image" else AUDIO_FORMATS
-        raise _problem(field, f"not a supported {kind} ({', '.join(formats)})", name)
+        raise _problem(field, f"not a supported {kind} ({', '.join(FORMATS[kind])})", name)
     return f"data:{MIME[fmt]};base64,{base64.b64encode(data).decode('ascii')}"
 
 

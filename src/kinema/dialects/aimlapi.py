@@ -377,12 +377,13 @@ def document_media_urls(cls: type[ModelSpec], definition: dict[str, Any]) -> Non
 
 def example_of(cls: type[ModelSpec]) -> dict[str, Any]:
     """A request body for `cls`: its model id, a prompt where it takes one, and every
-    media field (an image or an audio URL)."""
+    media field (an image, audio or video URL)."""
     value: dict[str, Any] = {"model": cls.MODEL_IDS[0]}
     if "prompt" in cls.model_fields:
         value["prompt"] = EXAMPLE_PROMPT
     for name in media_fields(cls):
         kind = "speech.mp3" if "audio" in name else "portrait.png"
+        kind = "talking.mp4" if "video" in name else kind
         value[name] = f"https://example.com/media/{kind}"
     return {"summary": f"{cls.MODEL_IDS[0]} ({cls.__name__})", "value": value}
 

@@ -1,14 +1,16 @@
 """What the OpenAI Videos routes read and send besides JSON: parameters from JSON or form
 fields (the `openai` SDK's bracketed multipart names), uploads as data: URIs, a stored
-video's last frame, list pages oldest first, and stored objects streamed from S3."""
+video's last frame, list pages oldest first, stored objects streamed from S3, and
+posters made on first request."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 import tempfile
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -16,11 +18,15 @@ from starlette.datastructures import UploadFile
 
 from kinema.dialects.aimlapi import parse_body
 from kinema.dialects.openai_params import data_uri, problem
-from kinema.errors import NotFound
+from kinema.errors import ApiError, NotFound, ServiceUnavailable, StoreUnavailable
 from kinema.inputs import parse_data_uri
 from kinema.storage import BlobStorage
 from kinema.store import JobQueue, JobStatus
 
+if TYPE_CHECKING:
+    from kinema.media.poster_store import PosterMaker
+
+log = logging.getLogger("kinema.api")
 PAGE_WALK = 100  # rows per read when `order=asc` walks the list from its newest end
 
 
@@ -146,8 +152,9 @@ def ascending(store: JobQueue, key_id: str, limit: int, after: int | None) -> li
         before = page[-1].seq
 
 
-async def proxied(url: str, request: Request, mime: str) -> Response:
-    """A stored object streamed from where it lives (S3: a presigned URL), Range passed."""
+async def fetched(url: str, request: Request, mime: str) -> Response | None:
+    """A stored object streamed from where it lives (S3: a presigned URL), Range passed;
+    None where it is not stored (S3 answers 403 or 404)."""
     import httpx
 
     client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=300.0))
@@ -156,7 +163,7 @@ async def proxied(url: str, request: Request, mime: str) -> Response:
     if upstream.status_code in (403, 404):
         await upstream.aclose()
         await client.aclose()
-        raise NotFound("This content is not stored any more.")
+        return None
     passed = ("content-length", "content-range", "accept-ranges", "etag", "last-modified")
     kept = {name: upstream.headers[name] for name in passed if name in upstream.headers}
 
@@ -171,3 +178,36 @@ async def proxied(url: str, request: Request, mime: str) -> Response:
     return StreamingResponse(
         body(), status_code=upstream.status_code, headers=kept, media_type=mime
     )
+
+
+async def ensure_posters(
+    maker: PosterMaker, store: JobQueue, video_id: str, output: dict[str, Any], variant: str
+) -> None:
+    """Make and store the video's poster and spritesheet (the first request for either),
+    on a worker thread: the event loop keeps serving while it decodes. Its refusals in
+    the dialect's terms: a video gone or undecodable is a 404 naming why, a storage
+    failure a 503 (worth a retry); never a 500."""
+    from starlette.concurrency import run_in_threadpool
+
+    from kinema.media.poster_store import Undecodable
+
+    def wanted() -> bool:  # a delete meanwhile: the posters must not outlive the video
+        return store.get_job(video_id) is not None
+
+    try:
+        await run_in_threadpool(
+            maker.ensure, output["key"], output["thumbnail_key"], output["spritesheet_key"],
+            wanted,
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise NotFound(f"Video '{video_id}' has no content any more.") from None
+    except Undecodable as exc:
+        raise NotFound(f"Video '{video_id}' has no {variant}: {exc}.") from None
+    except (ApiError, StoreUnavailable):
+        raise
+    except Exception:
+        log.warning("video %s: its %s could not be made", video_id, variant, exc_info=True)
+        raise ServiceUnavailable(
+            f"The {variant} of video '{video_id}' could not be made just now (storage "
+            "unavailable); try again shortly."
+        ) from None

@@ -1,7 +1,8 @@
 """The OpenAI Videos routes beside the poll (`GET /v1/videos/{id}` is answered on the poll
 fast path, see `OpenAIDialect.render_poll`): create, list, delete (which also cancels a
-queued or running video, as vLLM-Omni does), content (video, thumbnail, spritesheet;
-Range supported), remix, extensions; edits and characters are refused with a 400."""
+queued or running video, as vLLM-Omni does), content (video, thumbnail, spritesheet, the
+last two made on first request; Range supported), remix, extensions; edits and
+characters are refused with a 400."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from kinema.dialects.aimlapi_lifecycle import submit_options
 from kinema.dialects.openai_docs import MAX_PROMPT
 from kinema.dialects.openai_io import (
     ascending,
+    ensure_posters,
+    fetched,
     image_size,
     inline_size,
     last_frame_uri,
     only,
-    proxied,
     read_payload,
     required,
     upload,
@@ -38,6 +40,7 @@ from kinema.dialects.openai_params import UNIFIED, create_body, media_reference,
 from kinema.errors import Conflict, NotFound
 from kinema.jobs import lifecycle
 from kinema.jobs.model import PENDING, Status
+from kinema.media.poster_store import PosterMaker
 from kinema.storage import LocalStorage
 
 if TYPE_CHECKING:
@@ -67,6 +70,7 @@ def router(dialect: OpenAIDialect) -> APIRouter:
         dialect.settings, dialect.store, dialect.storage, dialect.auth,
     )  # fmt: skip
     max_part = settings.max_body_bytes
+    posters = PosterMaker(storage)
 
     async def submit(
         request: Request, route: str, body: dict[str, Any], key_id: str, extras: dict[str, Any]
@@ -195,12 +199,22 @@ def router(dialect: OpenAIDialect) -> APIRouter:
         blob = job.output.get(field)
         if not isinstance(blob, str):
             raise NotFound(f"Video '{video_id}' has no {variant} (it was made before they were).")
+        poster = variant != "video"  # made on its first request, stored for the next
         if isinstance(storage, LocalStorage):
             path = storage.path(blob)
+            if poster and not path.is_file():
+                await ensure_posters(posters, store, video_id, job.output, variant)
             if not path.is_file():
                 raise NotFound(f"Video '{video_id}' has no {variant} any more.")
             return FileResponse(path, media_type=mime)
-        return await proxied(storage.url(blob, 300, str(request.base_url)), request, mime)
+        url = storage.url(blob, 300, str(request.base_url))
+        found = await fetched(url, request, mime)
+        if found is None and poster:
+            await ensure_posters(posters, store, video_id, job.output, variant)
+            found = await fetched(url, request, mime)
+        if found is None:
+            raise NotFound(f"Video '{video_id}' has no {variant} any more.")
+        return found
 
     @api.post(
         "/videos/{video_id}/remix", summary="Remix a video", response_model=OpenAIVideo,

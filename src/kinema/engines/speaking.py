@@ -60,12 +60,13 @@ def _seed(request: RenderRequest, text: str) -> int:
 def _talking_frames(
     fitted: Frame, face: Face, seed: int, speech: Speech, lead_in: float, count: int
 ) -> Iterator[Frame]:
-    from kinema.media.face_anim import FaceAnimator
+    from kinema.media.face_anim import FaceAnimator, with_loudness
     from kinema.media.speech import PhonemeEvent
     from kinema.media.visemes import mouth_track_from_phonemes
 
     shifted = [PhonemeEvent(event.start + lead_in, event.phoneme) for event in speech.phonemes]
     track = mouth_track_from_phonemes(shifted, lead_in + speech.seconds, count, FPS)
+    track = with_loudness(track, soundtrack(speech, lead_in, count), SAMPLE_RATE, FPS)
     animator = FaceAnimator(fitted, face, seed)
     return iter(animator.frames(track))
 
@@ -97,7 +98,7 @@ class SpeakingEngine(Engine):
 
     def generate(self, request: RenderRequest, ctx: Context) -> None:
         from kinema.media.camera import ZOOM_IN, Move, render_frames
-        from kinema.media.faces import largest_face
+        from kinema.media.faces import largest_face, release_models
         from kinema.media.pipeline import encode, fitted_input
         from kinema.media.speech import synthesize
 
@@ -137,6 +138,8 @@ class SpeakingEngine(Engine):
         ctx.check_cancelled()
 
         face = largest_face(fitted)
+        # The face models' work is done: their memory goes to x264 instead (faces.py).
+        release_models()
         frames: Iterator[Frame]
         if face is not None:
             frames = _talking_frames(fitted, face, _seed(request, text), speech, lead_in, count)

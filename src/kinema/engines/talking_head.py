@@ -46,7 +46,7 @@ class TalkingHeadEngine(Engine):
     def generate(self, request: RenderRequest, ctx: Context) -> None:
         from kinema.media.audio import decode_audio
         from kinema.media.face_anim import FaceAnimator, mouth_track_from_audio
-        from kinema.media.faces import largest_face
+        from kinema.media.faces import largest_face, release_models
         from kinema.media.pipeline import encode, fitted_input
 
         if request.image is None or request.audio is None:
@@ -60,6 +60,8 @@ class TalkingHeadEngine(Engine):
         del audio_data
         ctx.check_cancelled()
         face = largest_face(fitted)
+        # The face models' work is done: their memory goes to x264 instead (faces.py).
+        release_models()
         if face is None:
             raise EngineError(f"Could not detect a face in {request.image.field}", "FaceNotFound")
         ctx.check_cancelled()

@@ -204,15 +204,22 @@ class TestcardEngine(Engine):
         return card
 
     def _frames(self, card: Frame, count: int, fps: int) -> Iterator[Frame]:
+        """The frames, drawn into a ring of `pipeline.RING_FRAMES` reused buffers (a
+        consumer is done with each before it asks for the ring's worth after it)."""
         import cv2
+        import numpy as np
+
+        from kinema.media.pipeline import RING_FRAMES
 
         height, width = card.shape[:2]
         scale = max(0.35, height / 720 * 0.9)
         thick = max(1, round(height / 300))
         band = max(14, round(44 * scale))
         bars_h = height * 2 // 5
+        ring = [np.empty_like(card) for _ in range(min(RING_FRAMES, count))]
         for n in range(count):
-            frame = card.copy()
+            frame = ring[n % len(ring)]
+            np.copyto(frame, card)
             frame[height - band - 8 :] = (0, 0, 0)
             text = f"frame {n + 1}/{count}  {timecode(n, fps)}  @{fps} fps"
             cv2.putText(frame, text, (12, height - 14), cv2.FONT_HERSHEY_SIMPLEX, scale,

@@ -39,8 +39,10 @@ class VideoOutput:
     width: int
     height: int
     has_audio: bool
-    # Beside the video since the OpenAI dialect (rows from before have neither): a poster
-    # of a representative frame (WebP) and a spritesheet of evenly spaced frames (JPEG).
+    # Beside the video since the OpenAI dialect (rows from before have neither): where a
+    # poster of a representative frame (WebP) and a spritesheet of evenly spaced frames
+    # (JPEG) are stored once first asked for (`media.posters.PosterMaker`); they may not
+    # exist yet, and deleting a missing blob is harmless on every storage.
     thumbnail_key: str | None = None
     spritesheet_key: str | None = None
     # An extension delivered stitched onto the video it continues: the seconds this job
@@ -48,7 +50,8 @@ class VideoOutput:
     generated_seconds: float | None = None
 
     def blob_keys(self) -> list[str]:
-        """Every blob this output stored: the video, its thumbnail and spritesheet."""
+        """Every blob this output may have stored: the video, its thumbnail and
+        spritesheet (the last two only if they were asked for)."""
         return [k for k in (self.key, self.thumbnail_key, self.spritesheet_key) if k]
 
     def as_dict(self) -> dict[str, Any]:

@@ -103,7 +103,8 @@ def decode_audio(
         if total > len(samples):
             raise _too_long(field, total / sample_rate, max_seconds)
         samples = samples[: round(max_seconds * sample_rate)]
-    out: npt.NDArray[np.float32] = np.clip(samples, -1.0, 1.0).astype(np.float32, copy=False)
+    # In place: a long track is not copied again (the concatenation is the only copy).
+    out: npt.NDArray[np.float32] = np.clip(samples, -1.0, 1.0, out=samples)
     return out
 
 

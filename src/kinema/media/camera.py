@@ -25,6 +25,7 @@ PAN_LEFT, PAN_RIGHT, TILT_UP, TILT_DOWN = "pan_left", "pan_right", "tilt_up", "t
 MOVES = (ZOOM_IN, ZOOM_OUT, PAN_LEFT, PAN_RIGHT, TILT_UP, TILT_DOWN, ROLL)
 # Drawn when the prompt names no move: the ones that never show synthesised margins.
 GENTLE_MOVES = (ZOOM_IN, PAN_LEFT, PAN_RIGHT, TILT_UP, TILT_DOWN, ROLL)
+_STRIP_ROWS = 64  # rows of the zoom-out margin blended at a time
 
 
 def _smoothstep(t: float) -> float:
@@ -93,22 +94,36 @@ def _extended(image: Frame, margin: int) -> Frame:
     import cv2
     import numpy as np
 
-    padded = cv2.copyMakeBorder(image, margin, margin, margin, margin, cv2.BORDER_REFLECT_101)
+    padded: Frame = np.asarray(
+        cv2.copyMakeBorder(image, margin, margin, margin, margin, cv2.BORDER_REFLECT_101),
+        np.uint8,
+    )
     blurred = cv2.GaussianBlur(padded, (0, 0), sigmaX=max(2.0, margin / 4))
     height, width = image.shape[:2]
     ys = np.abs(np.arange(height + 2 * margin) - (margin + (height - 1) / 2)) - (height - 1) / 2
     xs = np.abs(np.arange(width + 2 * margin) - (margin + (width - 1) / 2)) - (width - 1) / 2
-    outside = np.maximum(np.maximum(ys, 0)[:, None], np.maximum(xs, 0)[None, :])
-    weight = np.clip(outside / (margin / 2), 0.0, 1.0)[:, :, None].astype(np.float32)
-    mixed = padded * (1.0 - weight) + blurred * weight
-    extended: Frame = np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
-    return extended
+    # Mixed into `padded` a strip of rows at a time: float32 copies of the whole padded
+    # image would be ~35 MB each at 1080p, next to the encoder starting up.
+    column = np.maximum(xs, 0)[None, :]
+    for top in range(0, padded.shape[0], _STRIP_ROWS):
+        rows = slice(top, top + _STRIP_ROWS)
+        outside = np.maximum(np.maximum(ys[rows], 0)[:, None], column)
+        weight = np.clip(outside / (margin / 2), 0.0, 1.0)[:, :, None].astype(np.float32)
+        mixed = padded[rows] * (1.0 - weight) + blurred[rows] * weight
+        padded[rows] = np.clip(mixed + 0.5, 0, 255)
+    return padded
 
 
 def render_frames(image: Frame, move: Move, count: int) -> Iterator[Frame]:
-    """The `count` frames of `move` over the fitted `image`; frame 0 is `image` itself."""
+    """The `count` frames of `move` over the fitted `image`; frame 0 is `image` itself.
+
+    Frames are warped into a ring of `pipeline.RING_FRAMES` buffers, each reused once
+    that many later frames exist (see `pipeline.prefetch`): a consumer must be done with
+    a frame before it asks for the ring's worth after it, or copy it."""
     import cv2
     import numpy as np
+
+    from kinema.media.pipeline import RING_FRAMES
 
     height, width = image.shape[:2]
     if move.kind == STATIC:
@@ -121,10 +136,12 @@ def render_frames(image: Frame, move: Move, count: int) -> Iterator[Frame]:
         margin = math.ceil(max(width, height) * move.amount / 2) + 4
         source = _extended(image, margin)
     yield image
+    ring = [np.empty_like(image) for _ in range(min(RING_FRAMES, count - 1))]
     for index in range(1, count):
         matrix = affine(*camera(move, index / (count - 1), width, height), width, height, margin)
-        frame = cv2.warpAffine(
-            source, matrix, (width, height), flags=cv2.INTER_LINEAR,
+        frame = ring[index % len(ring)]
+        cv2.warpAffine(
+            source, matrix, (width, height), dst=frame, flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REFLECT_101,
         )  # fmt: skip
-        yield frame.astype(np.uint8, copy=False)
+        yield frame

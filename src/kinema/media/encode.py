@@ -5,6 +5,11 @@ is done by OpenCV's `COLOR_RGB2YUV_I420` rather than by handing PyAV rgb24 frame
 convert with swscale: ~0.15 ms against ~6 ms a 720p frame, which took a 125-frame 720p
 encode on 2 cores from 1.2-1.35 s down to 0.87-0.90 s. Both produce BT.601 limited-range
 YUV (identical to within one code value), and the stream is tagged as such.
+
+Memory: the conversion writes into one reused yuv420p buffer that PyAV wraps without a
+copy (x264 copies each picture into its own buffers before `encode` returns), and the
+audio is never copied whole more than once. `release_heap` hands freed memory back to the
+system around an encode (`kinema.media.pipeline.encode`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,39 @@ if TYPE_CHECKING:
 
 AUDIO_CHUNK = 1024  # samples per AAC frame
 AUDIO_BITRATE = 128_000
+_libc: Any = None  # glibc, once looked up; False where there is none
+
+
+def release_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`; a no-op
+    on other C libraries).
+
+    glibc keeps freed blocks for reuse, and once a large block has been freed (Pillow's
+    16 MB image blocks, a decoded input, a flow field) it serves blocks up to that size
+    from the heap too, where what is freed mostly stays resident. Without a trim, what
+    decoding and analysing the inputs freed is still held while x264 allocates its own
+    buffers, and a worker keeps its largest job's heap between jobs. `encode` trims
+    before the encoder starts and after it is done, and `write_mp4` once x264 is closed,
+    before it probes the file it wrote (which otherwise added ~7 MB on top of x264's
+    freed buffers at the very end of the peak): a few milliseconds each. (Fixing
+    glibc's mmap threshold instead bounds the heap as well, but page-faults every fresh
+    large block: it made one-off whole-image work such as `stylize` 30 % slower.)
+    """
+    global _libc
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+        import platform
+
+        _libc = False
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            try:
+                _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _libc.malloc_trim.argtypes = (ctypes.c_size_t,)
+            except (OSError, AttributeError):  # an unusual libc: keep its defaults
+                _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
 
 
 @dataclass(frozen=True)
@@ -42,14 +80,15 @@ def _planar_audio(audio: npt.NDArray[Any], total: int) -> npt.NDArray[np.float32
     with silence to exactly `total` samples."""
     import numpy as np
 
-    samples = np.asarray(audio, dtype=np.float32)
+    samples = np.asarray(audio)
     if samples.ndim == 1:
         samples = samples[:, None]
     if samples.ndim != 2 or samples.shape[1] not in (1, 2):
         raise ValueError(f"audio must be (n,) or (n, 1|2) samples, got {samples.shape}")
     planar = np.zeros((samples.shape[1], total), dtype=np.float32)
     n = min(total, samples.shape[0])
-    planar[:, :n] = np.clip(samples[:n].T, -1.0, 1.0)
+    planar[:, :n] = samples[:n].T  # converted to float32 on the way in: no float64 copy
+    np.clip(planar, -1.0, 1.0, out=planar)
     return planar
 
 
@@ -103,18 +142,20 @@ def write_mp4(
             sound.bit_rate = AUDIO_BITRATE
         written = 0
         audio_sent = 0
-        # The samples are clipped and made planar once; seconds of float32 are small next
-        # to the video. Padding to the duration waits until the frame count is known.
+        # The samples are clipped and made planar once (the only copy of the track);
+        # the silence that pads them to the video's length is added at the end.
         planar = None if audio is None else _planar_audio(audio, max(len(audio), 1))
 
-        def send_audio(samples: npt.NDArray[np.float32], upto: int, final: bool) -> None:
+        def send_audio(
+            samples: npt.NDArray[np.float32], start: int, upto: int, final: bool
+        ) -> None:
             # Whole AAC frames up to the video clock, so the muxer interleaves them;
-            # only the very last frame may be short.
+            # only the very last frame may be short. samples[:, 0] is sample `start`.
             nonlocal audio_sent
             while audio_sent + AUDIO_CHUNK <= upto or (final and audio_sent < upto):
                 end = min(audio_sent + AUDIO_CHUNK, upto)
                 chunk = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(samples[:, audio_sent:end]),
+                    np.ascontiguousarray(samples[:, audio_sent - start : end - start]),
                     format="fltp",
                     layout=sound.layout,
                 )
@@ -123,28 +164,42 @@ def write_mp4(
                 container.mux(sound.encode(chunk))
                 audio_sent = end
 
+        # One yuv420p buffer for every frame: PyAV wraps it as it is, and x264 has copied
+        # the picture into its own frame pool by the time `encode` returns.
+        yuv = np.empty((height * 3 // 2, width), np.uint8)
         for frame_rgb in frames:
             if frame_rgb.shape != (height, width, 3):
                 raise ValueError(f"frame {written} is {frame_rgb.shape}, not {(height, width, 3)}")
-            yuv = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2YUV_I420).astype(np.uint8, copy=False)
-            frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2YUV_I420, dst=yuv)
+            frame = av.VideoFrame.from_numpy_buffer(yuv, format="yuv420p")
             frame.pts = written
             frame.time_base = Fraction(1, fps)
             container.mux(video.encode(frame))
+            del frame, frame_rgb  # the drawing side may reuse that frame's buffer now
             written += 1
             if planar is not None:
                 clock = written * sample_rate // fps
-                send_audio(planar, min(clock, planar.shape[1]), final=False)
+                send_audio(planar, 0, min(clock, planar.shape[1]), final=False)
             if on_frame is not None:
                 on_frame(written)
         if written == 0:
             raise ValueError("no frames to encode")
-        if audio is not None:
+        if planar is not None:
             total = written * sample_rate // fps
-            send_audio(_planar_audio(audio, total), total, final=True)
+            if total > planar.shape[1]:  # only the unsent rest, padded with silence
+                rest = np.zeros((planar.shape[0], total - audio_sent), np.float32)
+                left = planar[:, audio_sent:]
+                rest[:, : left.shape[1]] = left
+                planar = rest
+                send_audio(planar, audio_sent, total, final=True)
+            else:
+                send_audio(planar, 0, total, final=True)
             container.mux(sound.encode(None))
         container.mux(video.encode(None))
         container.close()
+        # x264's buffers are freed now: give them back before the probe allocates (a
+        # demuxer and decoder context), or the probe adds to the encode's peak.
+        release_heap()
     except BaseException:
         with contextlib.suppress(Exception):
             container.close()

@@ -44,6 +44,7 @@ HEAD_TURN_DEG, HEAD_DRIFT, HEAD_SCALE, HEAD_NOD = 1.3, 0.008, 0.006, 0.012
 # The mouth's colours under a face of average brightness.
 TEETH_RGB, CAVITY_RGB = (232.0, 226.0, 212.0), (52.0, 18.0, 18.0)
 RIM_RGB, TONGUE_RGB = (132.0, 64.0, 60.0), (140.0, 66.0, 64.0)
+LOUDNESS_SHARE = 0.8  # of a spoken text's mouth opening, the share that follows its loudness
 
 
 @dataclass
@@ -105,6 +106,21 @@ def mouth_track_from_audio(
     width = np.convolve(np.pad(0.6 * np.tanh(z) * presence, 2, "edge"), kernel, "valid")
     rounding = np.convolve(np.pad(np.clip(-0.6 * z, 0, 1) * presence, 2, "edge"), kernel, "valid")
     return MouthTrack(*(a.astype(np.float32) for a in (opening, width, rounding)))
+
+
+def with_loudness(
+    track: MouthTrack, samples: NDArray[np.float32], sample_rate: int, fps: int = 25
+) -> MouthTrack:
+    """A phoneme-driven `track` whose opening also follows the loudness of the speech
+    it was made for (`samples`, placed as in the clip): LOUDNESS_SHARE of the opening
+    is `mouth_track_from_audio`'s. Visemes give the shapes, closures and anticipation,
+    but every vowel of a kind opens the jaw alike; the voice says which syllables are
+    stressed, and a viewer matches the jaw to that."""
+    import numpy as np
+
+    heard = mouth_track_from_audio(samples, sample_rate, len(track.open), fps)
+    opening = (1.0 - LOUDNESS_SHARE) * track.open + LOUDNESS_SHARE * heard.open
+    return MouthTrack(opening.astype(np.float32), track.width, track.round)
 
 
 class FaceAnimator:

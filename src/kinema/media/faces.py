@@ -11,7 +11,9 @@ the detections are merged by weighted non-maximum suppression, as MediaPipe does
 candidate is then confirmed by the mesh model's own face-presence score on a rotated,
 square crop with a 25 % margin (the crop the mesh was trained on; tighter or looser crops
 make the points drift), refined once from the first mesh. Gradients, noise and
-face-like textures that fool the detector do not pass the mesh model's check.
+face-like textures that fool the detector do not pass the mesh model's check. The image
+is searched again inside a grey margin for faces cut by its edge (their landmarks may
+then lie outside the image; the box is clipped to it).
 
 A detector run is ~2 ms and a mesh ~3 ms on one core: `find_faces` over the whole
 pyramid is ~60 runs on a square image, `largest_face` stops at the first level that
@@ -42,6 +44,8 @@ CROP_SCALE = 1.5  # the crop is the face box plus 25 % on every side
 PYRAMID_LEVELS = 3  # window sides: long side, then /2, then /4
 MIN_WINDOW = 96  # below this a window holds no face the mesh can resolve
 EYE_RIGHT, EYE_LEFT = 33, 263  # outer eye corners (subject's right, left)
+EDGE_PAD, EDGE_PAD_MIN = 0.1, 16  # margin added before detection: share of the long side
+EDGE_GREY = (128, 128, 128)  # its colour: mid grey finds more cut faces than black
 
 _MODELS = {
     "detector": "modules/face_detection/face_detection_short_range.tflite",
@@ -121,6 +125,17 @@ def preload() -> None:
     """Load both models now (a worker's start-up), not on the first job's clock."""
     _model("detector")
     _model("mesh")
+
+
+def release_models() -> None:
+    """Drop the loaded interpreters: their tensor arenas and XNNPACK's packed weights,
+    ~11 MB. For an engine whose face work is all done before it encodes (the talking
+    head, the speaking photo): x264's buffers then take that memory's place instead of
+    adding to it, which is 5-8 % of a 480p-720p job's peak. The next use loads them again,
+    ~13 ms for both once the library is paged in (a worker's first load, `preload`, is
+    ~28 ms). A call still running on a dropped interpreter keeps it until it returns."""
+    with _load_lock:
+        _loaded.clear()
 
 
 def _anchors() -> NDArray[np.float32]:
@@ -310,10 +325,21 @@ def _confirm(rgb: NDArray[np.uint8], row: NDArray[np.float32]) -> Face | None:
     return Face(box=box, landmarks=points, score=score)
 
 
-def _search(rgb: NDArray[np.uint8], largest_only: bool) -> list[Face]:
+def _unpadded(face: Face, pad: int, width: int, height: int) -> Face:
+    """`face` found in the padded image, in the original image's pixels: the landmarks
+    shifted (those of a face cut by the edge lie outside it), the box clipped to it."""
     import numpy as np
 
-    rgb = np.ascontiguousarray(rgb)
+    points = (face.landmarks - np.float32(pad)).astype(np.float32)
+    low = np.clip(np.floor(points.min(0)), 0, [width - 1, height - 1]).astype(int)
+    high = np.clip(np.ceil(points.max(0)), 0, [width - 1, height - 1]).astype(int)
+    box = (int(low[0]), int(low[1]), int(high[0] - low[0]) + 1, int(high[1] - low[1]) + 1)
+    return Face(box=box, landmarks=points, score=face.score)
+
+
+def _scan(rgb: NDArray[np.uint8], largest_only: bool) -> list[Face]:
+    import numpy as np
+
     levels = _windows(rgb.shape[1], rgb.shape[0])
     if not largest_only:  # one NMS over every window, so each face is meshed once
         levels = [[window for level in levels for window in level]]
@@ -335,6 +361,41 @@ def _search(rgb: NDArray[np.uint8], largest_only: bool) -> list[Face]:
             corners.append([x, y, x + w, y + h])
         if largest_only and faces:
             break
+    return faces
+
+
+def _at_edge(face: Face, width: int, height: int) -> bool:
+    x, y, w, h = face.box
+    return x <= 1 or y <= 1 or x + w >= width - 1 or y + h >= height - 1
+
+
+def _search(rgb: NDArray[np.uint8], largest_only: bool) -> list[Face]:
+    import cv2
+    import numpy as np
+
+    rgb = np.ascontiguousarray(rgb)
+    height, width = rgb.shape[:2]
+    faces = _scan(rgb, largest_only)
+    if not (largest_only and faces):
+        # A face cut by the image's edge sits at the edge of every window, where
+        # BlazeFace misses it: a grey margin puts it inside some windows (and gives the
+        # mesh crop a neutral background rather than black). The margin changes the
+        # windows everywhere, so only faces it finds at the edge are added: elsewhere
+        # the first search has already looked, and a second could only add false ones.
+        pad = max(EDGE_PAD_MIN, round(EDGE_PAD * max(width, height)))
+        padded: NDArray[np.uint8] = np.asarray(
+            cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=EDGE_GREY),
+            np.uint8,
+        )
+        corners = np.array([[x, y, x + w, y + h] for x, y, w, h in (f.box for f in faces)])
+        for found in _scan(padded, largest_only):
+            face = _unpadded(found, pad, width, height)
+            x, y, w, h = face.box
+            if not _at_edge(face, width, height):
+                continue
+            if len(corners) and (_iou(np.array([x, y, x + w, y + h]), corners) > NMS_IOU).any():
+                continue  # found by the first search already
+            faces.append(face)
     return sorted(faces, key=lambda face: face.box[2] * face.box[3], reverse=True)
 
 
@@ -348,3 +409,20 @@ def largest_face(rgb: NDArray[np.uint8]) -> Face | None:
     first) that shows a face: smaller windows only add faces smaller than those."""
     faces = _search(rgb, largest_only=True)
     return faces[0] if faces else None
+
+
+def track_face(rgb: NDArray[np.uint8], previous: Face) -> Face | None:
+    """The face of `previous` in the next video frame `rgb`: one mesh run (~3 ms) on the
+    crop its landmarks give, as MediaPipe tracks faces in video; None once the mesh no
+    longer sees a face there (search again with `largest_face`)."""
+    import numpy as np
+
+    rgb = np.ascontiguousarray(rgb)
+    height, width = rgb.shape[:2]
+    points, score = _mesh(rgb, *_roi_from_points(previous.landmarks))
+    if score < MESH_THRESHOLD:
+        return None
+    low = np.clip(np.floor(points.min(0)), 0, [width - 1, height - 1]).astype(int)
+    high = np.clip(np.ceil(points.max(0)), 0, [width - 1, height - 1]).astype(int)
+    box = (int(low[0]), int(low[1]), int(high[0] - low[0]) + 1, int(high[1] - low[1]) + 1)
+    return Face(box=box, landmarks=points, score=score)

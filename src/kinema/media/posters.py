@@ -1,6 +1,7 @@
 """What is derived from a finished video: its poster (a thumbnail of a representative
-frame, WebP), its spritesheet (a grid of evenly spaced frames, JPEG), its last frame (what
-an extension continues from) and the stitched whole of a video and its continuation.
+frame, WebP) and its spritesheet (a grid of evenly spaced frames, JPEG), both made when
+first asked for (`poster_store.PosterMaker`), its last frame (what an extension continues from) and
+the stitched whole of a video and its continuation.
 
 Everything streams: frames are decoded one at a time with PyAV and only the few kept
 (spritesheet tiles, the best poster candidate, the frame being encoded) stay in memory,
@@ -10,6 +11,7 @@ held as float samples (seconds of it are small next to frames).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import math
@@ -17,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:
     import numpy as np
@@ -79,10 +81,41 @@ def _interest(tile: npt.NDArray[np.uint8], position: float) -> float:
     return float(luma.std()) * exposure * middle + 1e-6 * middle
 
 
-def make_posters(video: Path, out_dir: Path) -> Posters:
+def _skipping(
+    video: Path, times: list[float], slice_seconds: float
+) -> Literal["DEFAULT", "NONREF", "NONKEY"]:
+    """Which frames the decoder may skip, from the packets alone (no decoding): "NONKEY"
+    (key frames only) when every tile's slice of the video holds a key frame, else
+    "NONREF" (frames nothing else refers to, such as most B-frames: about half of an x264
+    stream), "DEFAULT" where packets lack timestamps (times are then counted in frames,
+    which skipping would falsify)."""
+    import av
+
+    keys: list[float] = []
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the flush packet at the end
+                continue
+            if packet.pts is None or stream.time_base is None:
+                return "DEFAULT"
+            if packet.is_keyframe:
+                keys.append(float(packet.pts * stream.time_base))
+    keys.sort()
+    for moment in times:
+        at = bisect.bisect_left(keys, moment - slice_seconds / 2)
+        if at == len(keys) or keys[at] > moment + slice_seconds / 2:
+            return "NONREF"
+    return "NONKEY"
+
+
+def make_posters(video: Path, out_dir: Path, *, skip_frames: bool = True) -> Posters:
     """The poster and the spritesheet of `video`, written in `out_dir`, in one decoding
-    pass: tiles are taken at evenly spaced times (the middle of each slice of the video),
-    and the tile that stands for the video best becomes the poster, at full size."""
+    pass: tiles are the frames nearest to evenly spaced times (the middle of each slice of
+    the video), and the tile that stands for the video best becomes the poster, at full
+    size. Only the frames that can matter are decoded (`_skipping`): key frames alone
+    where there are enough, else the reference frames (`skip_frames=False` decodes every
+    frame: the benchmark's baseline)."""
     import av
     import numpy as np
     from PIL import Image
@@ -98,9 +131,11 @@ def make_posters(video: Path, out_dir: Path) -> Posters:
         tile_w, tile_h = scaled(width, height, TILE_SHORT_SIDE)
         sheet = np.zeros((rows * tile_h, columns * tile_w, 3), np.uint8)
         times = [(index + 0.5) * duration / count for index in range(count)]
+        if skip_frames:
+            stream.codec_context.skip_frame = _skipping(video, times, duration / count)
         best: Any = None
         best_score = -1.0
-        taken, last = 0, None
+        taken, last, last_moment = 0, None, 0.0
         rate = float(stream.average_rate or 25)
 
         def take(frame: Any) -> None:
@@ -115,9 +150,11 @@ def make_posters(video: Path, out_dir: Path) -> Posters:
 
         for decoded, frame in enumerate(container.decode(stream)):
             moment = frame.time if frame.time is not None else decoded / rate
-            last = frame
-            while taken < count and moment + 0.5 / rate >= times[taken]:
-                take(frame)
+            while taken < count and moment >= times[taken]:
+                # The nearer of this frame and the one before (frames may be sparse).
+                before = last is not None and times[taken] - last_moment < moment - times[taken]
+                take(last if before else frame)
+            last, last_moment = frame, moment
         while last is not None and taken < count:  # shorter than its header said
             take(last)
         if best is None:
@@ -291,18 +328,3 @@ def stitched_onto(source_key: str, video: Path, storage: BlobStorage) -> Path:
     with blob_file(storage, source_key, video.parent) as source:
         stitch([source, video], out)
     return out
-
-
-def store_posters(stem: str, video: Path, storage: BlobStorage) -> tuple[str | None, str | None]:
-    """The poster and spritesheet of a finished video, stored beside it as
-    `videos/<stem>.thumbnail.webp` and `videos/<stem>.spritesheet.jpg`; their keys. A video
-    whose posters cannot be made is still delivered: logged, (None, None)."""
-    thumbnail, spritesheet = f"videos/{stem}.thumbnail.webp", f"videos/{stem}.spritesheet.jpg"
-    try:
-        made = make_posters(video, video.parent / "posters")
-        storage.put(thumbnail, made.thumbnail, THUMBNAIL_TYPE)
-        storage.put(spritesheet, made.spritesheet, SPRITESHEET_TYPE)
-    except Exception:
-        log.warning("%s: could not make its thumbnail and spritesheet", stem, exc_info=True)
-        return None, None
-    return thumbnail, spritesheet

@@ -12,10 +12,11 @@ from pydantic import ValidationError
 
 from kinema.errors import FieldProblem, ValidationFailed
 from kinema.specs.base import ModelSpec, RenderRequest, Route
-from kinema.specs.fabric import Fabric10
+from kinema.specs.fabric import Fabric10, Fabric10Fast
 from kinema.specs.minimax import Video01, Video01Legacy
 from kinema.specs.pixverse import PixverseI2V, PixverseI2VLegacy
-from kinema.specs.veo import VeoI2VFast, VeoLite
+from kinema.specs.pixverse_lipsync import PixverseLipSync
+from kinema.specs.veo import VeoFirstLastFast, VeoI2VFast, VeoLite, VeoLitePreview
 
 __all__ = [
     "ROUTES", "ROUTE_INFO", "SPECS", "ModelSpec", "RenderRequest", "Route", "parse_request",
@@ -25,6 +26,7 @@ __all__ = [
 # Every model spec; the routes and everything else below derive from this list.
 SPECS: tuple[type[ModelSpec], ...] = (
     Fabric10, Video01, VeoI2VFast, PixverseI2V, VeoLite, Video01Legacy, PixverseI2VLegacy,
+    Fabric10Fast, VeoFirstLastFast, VeoLitePreview, PixverseLipSync,
 )  # fmt: skip
 
 # route name -> its Route (path, id field), and -> the spec classes it accepts
@@ -43,6 +45,10 @@ _INDEX = {route: _by_id(route) for route in ROUTES}
 
 def spec_class(route: str, model: str) -> type[ModelSpec]:
     """The class for a stored job (route + model id); KeyError if unknown."""
+    if route == "passthrough":  # any model an upstream passes through (specs/passthrough.py)
+        from kinema.specs.passthrough import Passthrough
+
+        return Passthrough
     return _INDEX[route][model]
 
 

@@ -17,6 +17,7 @@ TALKING_HEAD = "talking-head"
 LIP_SYNC_TTS = "lip-sync-tts"
 FIRST_LAST_FRAME = "first-last-frame"
 DIALOGUE = "dialogue"  # image -> video whose prompt quotes words someone says
+VIDEO_DUBBING = "video-dubbing"  # video + new speech -> the same video, lips re-synced
 
 SPEECH_LEAD_IN_SECONDS = 0.3  # spoken text starts this far into a clip
 
@@ -86,7 +87,7 @@ PIXVERSE = Route(
 @dataclass(frozen=True)
 class MediaRef:
     """One media input: the request field it came from (for error messages), its URL or
-    data: URI, and whether it is an "image" or "audio"."""
+    data: URI, and whether it is an "image", "audio" or "video"."""
 
     field: str
     url: str
@@ -117,6 +118,8 @@ class RenderRequest:
     image: MediaRef | None = None
     last_image: MediaRef | None = None
     audio: MediaRef | None = None
+    video: MediaRef | None = None
+    max_video_seconds: float | None = None  # the longest input video accepted
     tts_text: str | None = None
     tts_speaker: str | None = None
     tts_field: str | None = None  # the request field the spoken text came from
@@ -132,7 +135,8 @@ class RenderRequest:
     image_rules: ImageRules = field(default_factory=ImageRules)
 
     def media(self) -> list[MediaRef]:
-        return [m for m in (self.image, self.last_image, self.audio) if m is not None]
+        refs = (self.image, self.last_image, self.audio, self.video)
+        return [m for m in refs if m is not None]
 
 
 # Quoted speech in a prompt: `says slowly: 'Well...'`, `says "Not today"`, curly quotes too.

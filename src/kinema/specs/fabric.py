@@ -1,4 +1,7 @@
-"""`veed/fabric-1.0`: image + audio -> the person in the image speaks the audio."""
+"""`veed/fabric-1.0` and `veed/fabric-1.0-fast`: image + audio -> the person in the image
+speaks the audio. The fast variant has the same fields (its official schema file repeats
+`veed/fabric-1.0` in the model enum, a generator slip; its page and samples send
+`veed/fabric-1.0-fast`, which is the id accepted here)."""
 
 from __future__ import annotations
 
@@ -15,16 +18,16 @@ from kinema.specs.base import (
     case_insensitive,
 )
 
+# $0.08/s at 480p and $0.15/s at 720p; the seed's 3,150,000 credits = 10.5 s at 720p.
+PRICES = {"480p": 160_000, "720p": 300_000}
 
-class Fabric10(ModelSpec):
-    """Talking video: length follows the audio (under 30 s), framing follows the image."""
 
-    MODEL_IDS: ClassVar[tuple[str, ...]] = ("veed/fabric-1.0",)
-    # $0.08/s at 480p and $0.15/s at 720p; the seed's 3,150,000 credits = 10.5 s at 720p.
-    PRICES: ClassVar[dict[str, int]] = {"480p": 160_000, "720p": 300_000}
+class _FabricFields(ModelSpec):
+    """The fields both fabric models share (they differ only in their id)."""
+
+    PRICES: ClassVar[dict[str, int]] = PRICES
     MAX_AUDIO_SECONDS: ClassVar[float] = 30.0
 
-    model: Literal["veed/fabric-1.0"]
     image_url: MediaUrl = Field(
         description="A direct link to an online image or a Base64-encoded local image that "
         "will serve as the visual base or the first frame for the video."
@@ -51,3 +54,21 @@ class Fabric10(ModelSpec):
 
     def price_key(self) -> str:
         return self.resolution
+
+
+class Fabric10(_FabricFields):
+    """Talking video: length follows the audio (under 30 s), framing follows the image."""
+
+    MODEL_IDS: ClassVar[tuple[str, ...]] = ("veed/fabric-1.0",)
+
+    model: Literal["veed/fabric-1.0"]
+
+
+class Fabric10Fast(_FabricFields):
+    """The same talking video, default 480p. Kinema renders both with the same local
+    engine, so "fast" is a name (and an upstream route) here, not a different picture;
+    it is priced like its sibling (the docs show the same 3,150,000-credit usage)."""
+
+    MODEL_IDS: ClassVar[tuple[str, ...]] = ("veed/fabric-1.0-fast",)
+
+    model: Literal["veed/fabric-1.0-fast"]

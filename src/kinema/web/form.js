@@ -11,11 +11,14 @@ export const MEDIA_FIELDS = {
   last_image_url: "image",
   tail_image_url: "image",
   audio_url: "audio",
+  video_url: "video",
 };
 const ACCEPT = {
   image: "image/png,image/jpeg,image/webp",
   audio: "audio/mpeg,audio/mp3,audio/wav,audio/x-wav,audio/mp4,audio/aac,audio/ogg,.mp3,.wav,.m4a,.aac,.ogg",
+  video: "video/mp4,video/quicktime,video/webm,.mp4,.mov,.webm",
 };
+const NOUN = { image: "an image", audio: "an audio file", video: "a video" };
 const MAX_FILE_BYTES = 20 * 1024 * 1024; // the server's per-input cap
 const LONG_TEXT = /prompt|content/;
 
@@ -129,7 +132,7 @@ export class SchemaForm {
     const drop = h(
       "div",
       { class: "drop" },
-      h("label", { for: `${id}-file`, class: "drop-label" }, h("strong", {}, `Choose ${kind === "audio" ? "an audio file" : "an image"}`), " or drop it here"),
+      h("label", { for: `${id}-file`, class: "drop-label" }, h("strong", {}, `Choose ${NOUN[kind]}`), " or drop it here"),
       fileInput,
     );
     field.file = null;
@@ -145,7 +148,7 @@ export class SchemaForm {
       const media =
         kind === "image"
           ? h("img", { src: objectUrl, alt: `Preview of ${field.file.name}`, class: "thumb" })
-          : h("audio", { src: objectUrl, controls: true, preload: "metadata", "aria-label": `Preview of ${field.file.name}` });
+          : h(kind, { src: objectUrl, controls: true, preload: "metadata", "aria-label": `Preview of ${field.file.name}`, class: kind === "video" ? "thumb" : "" });
       preview.append(media, h("p", { class: "muted small" }, what));
     };
     const takeFile = async (blob) => {

@@ -83,4 +83,24 @@ export const MODEL_INFO = {
     about: "Text to video, image to video, or a move from a first to a last frame (4–8 s, 720p/1080p), with sound.",
     needs: ["text-to-video", "image-to-video", "first-last-frame", "dialogue"],
   },
+  "veed/fabric-1.0-fast": {
+    title: "Fabric 1.0 Fast — talking head",
+    about: "Fabric 1.0's sibling: the person in the image speaks the audio (under 30 s), 480p unless asked for 720p.",
+    needs: ["talking-head"],
+  },
+  "google/veo-3.1-first-last-image-to-video-fast": {
+    title: "Veo 3.1 Fast — first to last frame",
+    about: "A move from a first to a last image (both required), 4, 6 or 8 s at 720p or 1080p, with sound.",
+    needs: ["first-last-frame", "dialogue"],
+  },
+  "google/veo-3-1-lite-generate-preview": {
+    title: "Veo 3.1 Lite (preview id)",
+    about: "Veo 3.1 Lite under its preview id: text, image, or first + last frame (then 8 s only), 720p/1080p (default 1080p), with sound.",
+    needs: ["text-to-video", "image-to-video", "first-last-frame", "dialogue"],
+  },
+  "pixverse/lip-sync": {
+    title: "PixVerse lip-sync — dub a video",
+    about: "The face in a video (MP4, MOV or WebM, up to 30 s) says new words: an audio file, or a text in a chosen voice. The video keeps its length; its sound is replaced.",
+    needs: ["video-dubbing"],
+  },
 };

@@ -47,7 +47,8 @@ FLUSH_SECONDS = 0.25  # the longest a busy dispatcher keeps outcomes unrecorded
 
 def base_url_of(settings: Settings) -> str:
     """The base of download URLs in payloads: the public URL, else this deployment's."""
-    return settings.public_url or f"http://{settings.host}:{settings.port}/"
+    scheme = "https" if settings.ssl_certfile else "http"  # `kinema serve` over TLS
+    return settings.public_url or f"{scheme}://{settings.host}:{settings.port}/"
 
 
 def iso_time(timestamp: float) -> str:

@@ -28,11 +28,14 @@ STORE_RETRY_SECONDS = 1.0
 
 def store_output(job: Job, video: Path, storage: BlobStorage) -> VideoOutput:
     """Check the engine's MP4 and put it in blob storage under the job's own key (a
-    retried run overwrites, never adds), with its poster and spritesheet beside it. An
+    retried run overwrites, never adds). Its poster and spritesheet are only named here
+    (deterministic keys beside it, so delete and retention remove them): they are made
+    when first asked for, which keeps a second decode of the video off the completion. An
     extension (`extends` in the job's extras) is stored stitched onto the video it
     continues, whatever backend made it."""
     from kinema.media.encode import probe_mp4
-    from kinema.media.posters import stitched_onto, store_posters
+    from kinema.media.poster_store import poster_keys
+    from kinema.media.posters import stitched_onto
 
     generated = None
     source = extension_source(job)
@@ -46,7 +49,7 @@ def store_output(job: Job, video: Path, storage: BlobStorage) -> VideoOutput:
     info = probe_mp4(video)
     key = f"videos/{job.id}.mp4"
     storage.put(key, video, "video/mp4")
-    thumbnail_key, spritesheet_key = store_posters(job.id, video, storage)
+    thumbnail_key, spritesheet_key = poster_keys(job.id)
     return VideoOutput(
         key=key,
         content_type="video/mp4",
