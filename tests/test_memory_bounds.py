@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -19,7 +21,7 @@ import pytest
 
 from kinema.engines import morph
 from kinema.media import camera
-from kinema.media.encode import release_heap, write_mp4
+from kinema.media.encode import write_mp4
 from kinema.media.pipeline import RING_FRAMES, prefetch
 from tests.engine_context import luma_psnr, picture
 
@@ -188,17 +190,30 @@ def test_encoder_buffer_reuse_keeps_every_frame_and_pads_only_the_audio_tail(
     reason="release_heap trims glibc's heap; other C libraries keep their own policy",
 )
 def test_release_heap_returns_freed_frames_to_the_system() -> None:
-    def resident() -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * 4096
+    # In a fresh interpreter: the test process's own heap (whatever earlier tests freed)
+    # would serve the frames without growing, and the measure would say nothing.
+    script = """
+import numpy as np
+from kinema.media.encode import release_heap
 
-    # Once a block this large is freed, glibc serves frames-sized blocks from its heap,
-    # and freeing them keeps them resident: what a worker did between jobs.
-    block = np.ones(24 << 20, np.uint8)
-    del block
-    before = resident()
-    frames = [np.ones((1080, 1920, 3), np.uint8) for _ in range(8)]  # 50 MB
-    assert resident() > before + 40e6
-    del frames
-    release_heap()
-    assert resident() < before + 8e6
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+# Once a block this large is freed, glibc serves frames-sized blocks from its heap,
+# and freeing them keeps them resident: what a worker did between jobs.
+block = np.ones(24 << 20, np.uint8)
+del block
+before = resident()
+frames = [np.ones((1080, 1920, 3), np.uint8) for _ in range(8)]  # 50 MB
+grown = resident()
+del frames
+release_heap()
+print(before, grown, resident())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    before, grown, released = (int(value) for value in out)
+    assert grown > before + 40e6
+    assert released < before + 8e6
