@@ -50,14 +50,15 @@ def seed_body(script: str) -> str:
 
 
 def seeds_dir() -> Path:
+    """The seed documents: a copy kept beside the clients (tests/seed_clients/seeds, the
+    same files as the project's shared/seeds), or KINEMA_SEEDS_DIR."""
     configured = os.environ.get("KINEMA_SEEDS_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared/seeds"
+    return Path(configured) if configured else CLIENTS.parent / "seeds"
 
 
 def test_the_stored_copies_are_the_seeds_text() -> None:
     directory = seeds_dir()
-    if not directory.is_dir():
-        pytest.skip(f"the seed documents are not at {directory} (set KINEMA_SEEDS_DIR)")
+    assert directory.is_dir(), f"the seed documents are not at {directory}"
     documents = {path.name: path.read_text() for path in directory.glob("*.txt")}
     for script in CASES:
         header = (CLIENTS / script).read_text().split("\n\n", 1)[0]
