@@ -115,7 +115,7 @@ class DubbingEngine(Engine):
 
         from kinema.media.audio import decode_audio, resample
         from kinema.media.face_anim import mouth_track_from_audio
-        from kinema.media.speech import PhonemeEvent, synthesize
+        from kinema.media.speech import PhonemeEvent, speak
         from kinema.media.visemes import mouth_track_from_phonemes
 
         seconds = count / FPS
@@ -140,12 +140,7 @@ class DubbingEngine(Engine):
         field = request.tts_field or "lip_sync_tts_content"
         if not text.strip():
             raise InputError(field, "there is no text to speak")
-        try:
-            speech = synthesize(text, request.tts_speaker or "Auto")
-        except ValueError as error:  # a speaker the spec should not have let through
-            raise InputError("lip_sync_tts_speaker", str(error)) from None
-        except RuntimeError as error:  # libespeak-ng or its data missing or broken
-            raise EngineError(f"Speech synthesis failed: {error}") from None
+        speech = speak(text, request.tts_speaker, "lip_sync_tts_speaker")
         if speech.seconds > seconds:
             raise InputError(
                 field,

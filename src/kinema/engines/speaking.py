@@ -100,7 +100,7 @@ class SpeakingEngine(Engine):
         from kinema.media.camera import ZOOM_IN, Move, render_frames
         from kinema.media.faces import largest_face, release_models
         from kinema.media.pipeline import encode, fitted_input
-        from kinema.media.speech import synthesize
+        from kinema.media.speech import speak
 
         if request.image is None:
             raise EngineError(
@@ -112,12 +112,7 @@ class SpeakingEngine(Engine):
         field = request.tts_field or "tts_text"
         if not text.strip():
             raise InputError(field, "there is no text to speak")
-        try:
-            speech = synthesize(text, request.tts_speaker or "Auto")
-        except ValueError as error:  # a speaker the spec should not have let through
-            raise InputError("tts_speaker", str(error)) from None
-        except RuntimeError as error:  # libespeak-ng or its data missing or broken
-            raise EngineError(f"Speech synthesis failed: {error}") from None
+        speech = speak(text, request.tts_speaker, "tts_speaker")
         if request.duration is None:
             seconds = SPEECH_LEAD_IN_SECONDS + speech.seconds + TAIL_SECONDS
         else:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kinema.errors import EngineError, InputError
+from kinema.errors import InputError
 from kinema.media.pipeline import FPS, SAMPLE_RATE
 from kinema.specs.base import SPEECH_LEAD_IN_SECONDS, RenderRequest, extract_dialogue
 
@@ -55,16 +55,11 @@ def plan_sound(request: RenderRequest, count: int, seed: int) -> Soundtrack | No
 
     from kinema.media.audio import resample
     from kinema.media.face_anim import with_loudness
-    from kinema.media.speech import PhonemeEvent, synthesize
+    from kinema.media.speech import PhonemeEvent, speak
     from kinema.media.visemes import mouth_track_from_phonemes
 
     field_name = request.tts_field or "prompt"
-    try:
-        speech = synthesize(words, request.tts_speaker or "Auto")
-    except ValueError as error:
-        raise InputError(request.tts_field or "tts_speaker", str(error)) from None
-    except RuntimeError as error:
-        raise EngineError(f"Speech synthesis failed: {error}") from None
+    speech = speak(words, request.tts_speaker, request.tts_field or "tts_speaker")
     seconds = count / FPS
     if speech.seconds > seconds:
         raise InputError(

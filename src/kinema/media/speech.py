@@ -292,3 +292,17 @@ def synthesize(text: str, speaker: str) -> Speech:
     samples.flags.writeable = False
     phonemes = [PhonemeEvent(start, name) for start, name in rendered.phonemes]
     return Speech(samples, rendered.sample_rate, phonemes, _seconds(rendered))
+
+
+def speak(text: str, speaker: str | None, speaker_field: str) -> Speech:
+    """`synthesize` for an engine: a speaker the spec should not have let through is an
+    InputError naming `speaker_field`; a missing or broken libespeak-ng is an
+    EngineError (the job fails with the reason, the worker keeps serving)."""
+    from kinema.errors import EngineError, InputError
+
+    try:
+        return synthesize(text, speaker or "Auto")
+    except ValueError as error:
+        raise InputError(speaker_field, str(error)) from None
+    except RuntimeError as error:
+        raise EngineError(f"Speech synthesis failed: {error}") from None
