@@ -52,7 +52,7 @@ MIX = 0.3
 # the strip buffers (~2.5 MB in all) do not grow with the picture. 1 << 17 was no
 # faster (1080p, 2 cores) and held 2.5 MB more.
 STRIP_PIXELS = 1 << 16
-# remap's second map, absent when the first holds (x, y) pairs (OpenCV's stubs insist).
+# remap's second map, absent when the first holds (x, y) pairs (OpenCV's type hints want it).
 NO_MAP: Any = None
 ROOM_TONE_SEED = 0x6B696E656D61  # for the room tone of requests without a seed
 

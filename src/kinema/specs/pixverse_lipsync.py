@@ -28,7 +28,7 @@ MAX_SHORT_SIDE = 1080  # larger videos are scaled down to this short side
 class PixverseLipSync(ModelSpec):
     MODEL_IDS: ClassVar[tuple[str, ...]] = ("pixverse/lip-sync",)
     # Per second of output, PixVerse's 720p rate (the docs' 2,000,000-credit usage figure
-    # recurs on unrelated pages: a placeholder, not a price).
+    # appears on unrelated pages too, so it is not this model's price).
     PRICES: ClassVar[dict[str, int]] = {"": 84_000}
 
     model: Literal["pixverse/lip-sync"]
