@@ -37,7 +37,7 @@ from typing import Any
 from bench.common import RUNS
 from kinema.engines.diffusion import DiffusionOptions
 from kinema.engines.wan import WanEngine
-from kinema.specs.base import DIALOGUE, IMAGE_TO_VIDEO, TEXT_TO_VIDEO, MediaRef, RenderRequest
+from kinema.render_request import DIALOGUE, IMAGE_TO_VIDEO, TEXT_TO_VIDEO, MediaRef, RenderRequest
 
 MODEL_SIZE = (480, 832)  # (height, width) of a real Wan 480p clip
 SECONDS = 5.0  # 81 frames at 16 fps

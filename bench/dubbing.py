@@ -52,7 +52,7 @@ def _talking_clip(work: Path) -> bytes:
     from PIL import Image
 
     from kinema.engines.talking_head import TalkingHeadEngine
-    from kinema.specs.base import TALKING_HEAD, MediaRef, RenderRequest
+    from kinema.render_request import TALKING_HEAD, MediaRef, RenderRequest
 
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(skimage.data.astronaut())).save(buffer, "PNG")
@@ -89,7 +89,7 @@ def _bare_transcode(source: bytes, path: Path) -> None:
 
 def run() -> list[dict[str, Any]]:
     from kinema.engines.dubbing import DubbingEngine
-    from kinema.specs.base import VIDEO_DUBBING, MediaRef, RenderRequest
+    from kinema.render_request import VIDEO_DUBBING, MediaRef, RenderRequest
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

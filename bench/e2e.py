@@ -85,7 +85,7 @@ def run() -> list[dict[str, Any]]:
     from skimage import data
 
     from kinema.engines.talking_head import TalkingHeadEngine
-    from kinema.specs.base import TALKING_HEAD, MediaRef, RenderRequest
+    from kinema.render_request import TALKING_HEAD, MediaRef, RenderRequest
 
     image, audio = data.astronaut(), _speech()
     png, wav = _png(image), _wav(audio)

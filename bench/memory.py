@@ -67,7 +67,7 @@ def _engine_child(engine_name: str, short_side: int, seconds: float, inputs: Pat
     "worker:NAME" renders with NAME in a process set up as `kinema worker` sets itself up
     (its modules imported, every default engine configured and loaded)."""
     from kinema.engines.base import Engine
-    from kinema.specs.base import (
+    from kinema.render_request import (
         FIRST_LAST_FRAME,
         IMAGE_TO_VIDEO,
         LIP_SYNC_TTS,
@@ -262,7 +262,7 @@ def _child(*args: str) -> dict[str, Any]:
 def _talking_clip(folder: Path, short_side: int) -> None:
     """A talking-head clip of the astronaut for the dubbing engine to re-voice."""
     from kinema.engines.talking_head import TalkingHeadEngine
-    from kinema.specs.base import TALKING_HEAD, MediaRef, RenderRequest
+    from kinema.render_request import TALKING_HEAD, MediaRef, RenderRequest
     from kinema.testing.context import FakeContext
 
     request = RenderRequest(

@@ -91,7 +91,7 @@ def _rows(width: int, height: int, jpegs: dict[str, bytes]) -> list[dict[str, An
 
     from kinema.engines.morph import MorphEngine, estimate_flows, render_frames
     from kinema.media.images import fit_image
-    from kinema.specs.base import FIRST_LAST_FRAME, MediaRef, RenderRequest
+    from kinema.render_request import FIRST_LAST_FRAME, MediaRef, RenderRequest
 
     engine = MorphEngine()
     engine.load()

@@ -70,7 +70,7 @@ def run() -> list[dict[str, Any]]:
 
     from kinema.engines.motion import MotionEngine, choose_move, render_frames
     from kinema.media.images import fit_image
-    from kinema.specs.base import IMAGE_TO_VIDEO, MediaRef, RenderRequest
+    from kinema.render_request import IMAGE_TO_VIDEO, MediaRef, RenderRequest
 
     picture = _picture()
     buffer = io.BytesIO()

@@ -56,7 +56,7 @@ def run() -> list[dict[str, Any]]:
     from kinema.engines.speaking import SpeakingEngine
     from kinema.media import speech
     from kinema.media.images import fit_image
-    from kinema.specs.base import LIP_SYNC_TTS, MediaRef, RenderRequest
+    from kinema.render_request import LIP_SYNC_TTS, MediaRef, RenderRequest
 
     picture = np.ascontiguousarray(skimage.data.astronaut())
     buffer = io.BytesIO()

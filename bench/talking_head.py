@@ -106,7 +106,7 @@ def _rows(size: int, image: Any, audio: Any, work: Path) -> list[dict[str, Any]]
     from kinema.media.face_anim import FaceAnimator, mouth_track_from_audio
     from kinema.media.faces import largest_face
     from kinema.media.images import fit_image, output_size
-    from kinema.specs.base import TALKING_HEAD, MediaRef, RenderRequest
+    from kinema.render_request import TALKING_HEAD, MediaRef, RenderRequest
 
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "PNG")

@@ -150,7 +150,7 @@ def _serve(conn: Connection, video: bytes, latency: float, hint: bool) -> None:
 def _clip(work: Path) -> bytes:
     """What the provider returns: a 1 s 720p test card (Kinema mirrors and checks it)."""
     from kinema.engines.testcard import TestcardEngine
-    from kinema.specs.base import TEXT_TO_VIDEO, RenderRequest
+    from kinema.render_request import TEXT_TO_VIDEO, RenderRequest
     from kinema.testing import FakeContext
 
     work.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from kinema.engines.testcard import TestcardEngine
-from kinema.specs.base import TEXT_TO_VIDEO, RenderRequest
+from kinema.render_request import TEXT_TO_VIDEO, RenderRequest
 from kinema.testing import FakeContext
 from tests.fake_providers import KEY, FakeProvider
 

@@ -22,8 +22,8 @@ from kinema.api.web import WEB_DIR, content_security_policy
 from kinema.cli import main
 from kinema.engines.base import Engine
 from kinema.jobs.model import Completed, Failed, VideoOutput
+from kinema.render_request import FIRST_LAST_FRAME, IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 from kinema.settings import Settings
-from kinema.specs.base import FIRST_LAST_FRAME, IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 from kinema.store import NewJob, WorkerInfo, open_store
 from kinema.store.sql import SqlStore
 from kinema.testing import TEST_KEY, FailingEngine, InProcess, InstantEngine, in_process

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(900)
 
 REPO = Path(__file__).resolve().parent.parent
 PIP_TIMEOUT = 400
-MEDIA_MODULES = ("av", "cv2", "numpy", "PIL", "ai_edge_litert", "espeakng_loader", "mediapipe")
+MEDIA_MODULES = ("av", "cv2", "numpy", "PIL", "espeakng_loader", "mediapipe")
 # The `python -m kinema` of a child must find the venv's Kinema, nothing of ours.
 _DROP = ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP")
 

@@ -35,7 +35,7 @@ from kinema.engines.wan import WanEngine
 from kinema.errors import Cancelled, EngineError, InputError
 from kinema.media.pipeline import SAMPLE_RATE
 from kinema.media.soundtrack import lip_sync, plan_sound
-from kinema.specs.base import (
+from kinema.render_request import (
     DIALOGUE,
     FIRST_LAST_FRAME,
     IMAGE_TO_VIDEO,

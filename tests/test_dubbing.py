@@ -24,7 +24,7 @@ from kinema.errors import EngineError, InputError
 from kinema.media.faces import largest_face
 from kinema.media.sniff import sniff_video
 from kinema.media.video_input import inspect_video, video_frames
-from kinema.specs.base import SPEECH_LEAD_IN_SECONDS, VIDEO_DUBBING, MediaRef, RenderRequest
+from kinema.render_request import SPEECH_LEAD_IN_SECONDS, VIDEO_DUBBING, MediaRef, RenderRequest
 from kinema.testing import FakeContext
 from tests.engine_context import encode_image
 from tests.test_talking_head import (

@@ -18,7 +18,7 @@ from kinema.engines.motion import MotionEngine
 from kinema.media.faces import Face, find_faces, largest_face
 from kinema.media.framing import frame_image, frame_pair
 from kinema.media.images import fit_image
-from kinema.specs.base import FIRST_LAST_FRAME, IMAGE_TO_VIDEO, MediaRef, RenderRequest
+from kinema.render_request import FIRST_LAST_FRAME, IMAGE_TO_VIDEO, MediaRef, RenderRequest
 from tests.engine_context import EngineTestContext, data_uri, encode_image, picture, psnr
 
 Image = npt.NDArray[np.uint8]

@@ -29,7 +29,7 @@ from kinema.media.images import (
     output_size,
 )
 from kinema.media.sniff import sniff_audio, sniff_image
-from kinema.specs.base import ImageRules
+from kinema.render_request import ImageRules
 from kinema.specs.minimax import VIDEO01_IMAGE_RULES
 from tests.engine_context import encode_image, luma_psnr, picture, psnr
 

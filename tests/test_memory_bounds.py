@@ -1,10 +1,11 @@
 """The memory-bounding parts of the frame path: drawing loops that reuse a ring of buffers
-(camera moves, the morph, the test card) still hand every consumer the right pixels through
-the draw-ahead thread, the morph's strip-wise warp (its flows kept at their analysis size
-and upsampled a strip at a time) equals a whole-frame one, face models released after use
-load again, the encoder's reused yuv420p buffer and tail-only audio padding change
-nothing, and freed large blocks go back to the system when the heap is released. Peak-RSS
-figures: `bench/memory.py`."""
+(camera moves, the morph, the test card, the talking head's animator) still hand every
+consumer the right pixels through the draw-ahead thread, the morph's strip-wise warp (its
+flows kept at their analysis size and upsampled a strip at a time) equals a whole-frame
+one, face models released after use load again, the encoder's reused yuv420p buffer and
+its audio read from the caller's array a chunk at a time (cut, padded, clipped, the
+array untouched) change nothing, and freed large blocks go back to the system when the
+heap is released. Peak-RSS figures: `bench/memory.py`."""
 
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def test_morph_strips_give_the_whole_frame_warp(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.parametrize(
     ("short_side", "flow_shape"),
-    [(60, (75, 100, 2)), (40, (40, 53, 2))],
+    [(75, (75, 100, 2)), (40, (40, 53, 2))],
     ids=["whole_fraction_band_resize", "other_size_remap"],
 )
 def test_morph_flows_stay_small_and_are_upsampled_strip_by_strip_like_a_resize(
@@ -108,8 +109,8 @@ def test_morph_flows_stay_small_and_are_upsampled_strip_by_strip_like_a_resize(
     first = picture(200, 150, seed=8)
     shift = np.float32([[1.05, 0, -6], [0, 1.05, -3]])
     last = cv2.warpAffine(first, shift, (200, 150), borderMode=cv2.BORDER_REFLECT_101)
-    # 60: flows at 1/2 of 200x150 (a whole fraction); 40: 1/3 does not divide 200, so
-    # 40 rows on the short side.
+    # 75: flows at 1/2 of 200x150 (the largest whole fraction with <= 75 rows); 40: 1/4
+    # does not divide 150, so 40 rows on the short side.
     monkeypatch.setattr(morph, "FLOW_SHORT_SIDE", short_side)
     flows = morph.estimate_flows(first, last)
     assert flows is not None
@@ -142,7 +143,7 @@ def test_morph_flows_stay_small_and_are_upsampled_strip_by_strip_like_a_resize(
     assert luma_psnr(middle[inner], midway[inner]) > luma_psnr(fade[inner], midway[inner])
 
 
-def test_released_face_models_free_their_interpreters_and_load_again() -> None:
+def test_released_face_models_are_freed_and_load_again() -> None:
     import weakref
 
     from skimage import data
@@ -152,7 +153,7 @@ def test_released_face_models_free_their_interpreters_and_load_again() -> None:
     astronaut = np.ascontiguousarray(data.astronaut())
     found = faces.largest_face(astronaut)
     assert found is not None
-    held = [weakref.ref(faces._model(name).interpreter) for name in ("detector", "mesh")]
+    held = [weakref.ref(faces._model(name)) for name in ("detector", "mesh")]
     faces.release_models()
     assert all(ref() is None for ref in held)  # nothing else kept them alive
     again = faces.largest_face(astronaut)  # loaded again on use
@@ -217,3 +218,52 @@ print(before, grown, resident())
     before, grown, released = (int(value) for value in out)
     assert grown > before + 40e6
     assert released < before + 8e6
+
+
+def test_encoder_reads_the_callers_audio_in_chunks_cut_clipped_and_untouched(
+    tmp_path: Path,
+) -> None:
+    # Stereo, longer than the video and louder than full scale: the clip keeps the
+    # video's length, both channels as they were, clipped, and the caller's array is
+    # left as it was (each AAC frame's samples are clipped on their way out).
+    rate = 48000
+    tone = 1.5 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)
+    stereo = np.stack([tone, np.zeros(rate)], axis=1)
+    before = stereo.copy()
+    frames = [picture(64, 64, seed=i) for i in range(10)]  # 0.4 s at 25 fps
+    path = tmp_path / "stereo.mp4"
+    write_mp4(path, iter(frames), fps=25, width=64, height=64, audio=stereo, preset="ultrafast")
+    assert np.array_equal(stereo, before)
+    with av.open(str(path)) as container:
+        assert container.streams.audio[0].channels == 2
+        sound = np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+    assert abs(sound.shape[1] / rate - 0.4) < 0.05
+    left, right = sound[0, rate // 20 : rate // 4], sound[1, rate // 20 : rate // 4]
+    assert np.sqrt(np.mean(left**2)) > 0.6  # a clipped sine of peak 1 (rms ~0.8)
+    assert np.abs(left).max() < 1.15  # clipped to full scale (AAC overshoots a little)
+    assert np.abs(right).max() < 1e-3
+
+
+def test_talking_head_frames_reuse_a_ring_and_stay_exact_through_prefetch() -> None:
+    from skimage import data
+
+    from kinema.media import faces
+    from kinema.media.face_anim import FaceAnimator, MouthTrack
+
+    astronaut = np.ascontiguousarray(data.astronaut()[::2, ::2])
+    face = faces.largest_face(astronaut)
+    assert face is not None
+    count = 3 * RING_FRAMES + 1
+    opening = (0.5 + 0.5 * np.sin(np.arange(count) / 2.0)).astype(np.float32)
+    track = MouthTrack(opening, np.zeros(count, np.float32), np.zeros(count, np.float32))
+    kept: list[np.ndarray] = []
+    copies: list[np.ndarray] = []
+    for frame in prefetch(iter(FaceAnimator(astronaut, face, seed=5).frames(track))):
+        kept.append(frame)
+        copies.append(frame.copy())
+    # Each frame, drawn one at a time by a fresh animator with the same seed and copied
+    # at once, is the same: a buffer is reused only once the encoder is done with it.
+    for index, frame in enumerate(FaceAnimator(astronaut, face, seed=5).frames(track)):
+        assert np.array_equal(copies[index], frame), index
+    assert len(addresses(kept)) == RING_FRAMES  # however long the clip
+    assert not all(np.array_equal(copies[0], c) for c in copies[1:])  # the mouth moves

@@ -17,7 +17,7 @@ from skimage import data
 from kinema.engines.morph import MorphEngine, estimate_flows
 from kinema.errors import Cancelled, EngineError
 from kinema.media.images import fit_image
-from kinema.specs.base import FIRST_LAST_FRAME, MediaRef, RenderRequest
+from kinema.render_request import FIRST_LAST_FRAME, MediaRef, RenderRequest
 from tests.engine_context import EngineTestContext, data_uri, encode_image, psnr
 
 Image = npt.NDArray[np.uint8]

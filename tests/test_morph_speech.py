@@ -21,7 +21,7 @@ from kinema.engines.speaking import SpeakingEngine
 from kinema.errors import InputError
 from kinema.media.pipeline import SAMPLE_RATE
 from kinema.media.speech import synthesize
-from kinema.specs.base import (
+from kinema.render_request import (
     DIALOGUE,
     FIRST_LAST_FRAME,
     LIP_SYNC_TTS,

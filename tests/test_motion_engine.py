@@ -32,7 +32,7 @@ from kinema.engines.motion import (
 from kinema.errors import Cancelled, EngineError, InputError
 from kinema.media.ambience import ROOM_TONE_DBFS, room_tone
 from kinema.media.images import decode_image, fit_image
-from kinema.specs.base import IMAGE_TO_VIDEO, ImageRules, MediaRef, RenderRequest
+from kinema.render_request import IMAGE_TO_VIDEO, ImageRules, MediaRef, RenderRequest
 from kinema.specs.minimax import VIDEO01_IMAGE_RULES
 from tests.engine_context import (
     EngineTestContext,

@@ -17,9 +17,9 @@ from kinema import pricing
 from kinema.providers import build_providers
 from kinema.providers.base import Hooks, render
 from kinema.providers.runner import upstream_state
+from kinema.render_request import RenderRequest
 from kinema.settings import Settings
 from kinema.specs import spec_class
-from kinema.specs.base import RenderRequest
 from kinema.testing import InProcess
 from tests.fake_providers import KEY, FakeProvider
 from tests.support import finish, free_port, make_image

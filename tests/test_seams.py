@@ -15,8 +15,8 @@ from kinema.dialects.aimlapi import ErrorEnvelope, Generation, SubmitResponse
 from kinema.engines import Context, Engine, EngineSet
 from kinema.errors import ConfigError
 from kinema.jobs.model import Status
+from kinema.render_request import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, RenderRequest
 from kinema.settings import Settings
-from kinema.specs.base import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, RenderRequest
 from kinema.testing import FailingEngine, InProcess, InstantEngine, SlowEngine, in_process
 from kinema.testing.engines import FailingOptions, FixtureOptions, SlowOptions
 from tests.videos import probe

@@ -18,7 +18,7 @@ from kinema.errors import Cancelled, EngineError, InputError
 from kinema.media.faces import find_faces
 from kinema.media.speech import PhonemeEvent, synthesize
 from kinema.media.visemes import mouth_track_from_phonemes
-from kinema.specs.base import (
+from kinema.render_request import (
     DIALOGUE,
     LIP_SYNC_TTS,
     SPEECH_LEAD_IN_SECONDS,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from kinema.errors import ValidationFailed
+from kinema.render_request import FIRST_LAST_FRAME, IMAGE_TO_VIDEO, LIP_SYNC_TTS, TEXT_TO_VIDEO
 from kinema.specs import ROUTES, parse_request
-from kinema.specs.base import FIRST_LAST_FRAME, IMAGE_TO_VIDEO, LIP_SYNC_TTS, TEXT_TO_VIDEO
 
 IMG = "https://example.com/a.png"
 

@@ -26,7 +26,7 @@ from kinema.errors import EngineError
 from kinema.media.framing import frame_image
 from kinema.media.images import decode_image
 from kinema.media.styles import STYLES, stylize
-from kinema.specs.base import IMAGE_TO_VIDEO, ImageRules, MediaRef, RenderRequest
+from kinema.render_request import IMAGE_TO_VIDEO, ImageRules, MediaRef, RenderRequest
 from kinema.specs.pixverse import Style
 from tests.engine_context import EngineTestContext, data_uri, encode_image, luma_psnr
 

@@ -23,7 +23,7 @@ from kinema.errors import Cancelled, EngineError
 from kinema.media.face_anim import FaceAnimator, MouthTrack, mouth_track_from_audio
 from kinema.media.faces import Face, find_faces, largest_face
 from kinema.media.images import fit_image
-from kinema.specs.base import TALKING_HEAD, MediaRef, RenderRequest
+from kinema.render_request import TALKING_HEAD, MediaRef, RenderRequest
 from tests.engine_context import EngineTestContext, encode_image, picture, psnr
 
 RATE, FPS = 48000, 25
@@ -208,10 +208,13 @@ def test_animator_holds_still_with_a_closed_mouth_and_stays_in_the_face() -> Non
     face = largest_face(ASTRONAUT)
     assert face is not None
     shut = np.zeros(50, np.float32)
-    frames = list(FaceAnimator(ASTRONAUT, face, seed=1).frames(MouthTrack(shut, shut, shut)))
+    # Frames come from a ring of reused buffers: a consumer that keeps them copies them.
+    animator = FaceAnimator(ASTRONAUT, face, seed=1)
+    frames = [f.copy() for f in animator.frames(MouthTrack(shut, shut, shut))]
     assert np.array_equal(frames[0], ASTRONAUT)  # head at rest, mouth closed
     opened = np.full(50, 1.0, np.float32)
-    wide = list(FaceAnimator(ASTRONAUT, face, seed=1).frames(MouthTrack(opened, shut, shut)))
+    animator = FaceAnimator(ASTRONAUT, face, seed=1)
+    wide = [f.copy() for f in animator.frames(MouthTrack(opened, shut, shut))]
     far = np.ones(ASTRONAUT.shape[:2], bool)
     far[grown(face.box, 3.0, ASTRONAUT.shape)] = False
     for frame in frames + wide:

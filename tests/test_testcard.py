@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kinema.engines.testcard import TestcardEngine
-from kinema.specs.base import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, MediaRef, RenderRequest
+from kinema.render_request import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, MediaRef, RenderRequest
 from kinema.testing import FakeContext, InProcess
 from tests.support import finish, make_image
 from tests.videos import download, probe

@@ -21,7 +21,7 @@ from kinema.engines.testcard import TestcardEngine
 from kinema.providers.base import Done, Hooks, Pending, Provider, UpstreamOptions
 from kinema.providers.runner import upstream_state
 from kinema.providers.sequence import MAX_STRETCH, next_pause, wait
-from kinema.specs.base import TEXT_TO_VIDEO, RenderRequest
+from kinema.render_request import TEXT_TO_VIDEO, RenderRequest
 from kinema.testing import FakeContext, InProcess
 from tests.fake_providers import KEY, FakeProvider
 

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from kinema.specs.base import MediaRef, RenderRequest
+from kinema.render_request import MediaRef, RenderRequest
 
 
 class EngineOptions(BaseModel):

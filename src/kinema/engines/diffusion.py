@@ -64,7 +64,7 @@ from kinema.errors import Cancelled, EngineError
 from kinema.media.people import check_person_generation
 from kinema.media.pipeline import FPS, frame_count
 from kinema.media.soundtrack import Soundtrack, lip_sync, plan_sound
-from kinema.specs.base import (
+from kinema.render_request import (
     DIALOGUE,
     FIRST_LAST_FRAME,
     IMAGE_TO_VIDEO,

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from kinema.engines.base import Engine, EngineOptions
 from kinema.engines.diffusion_layout import DiffusionOptions, Layout, LayoutError, read_index
 from kinema.engines.diffusion_pipes import with_shift
-from kinema.specs.base import DIALOGUE, FIRST_LAST_FRAME, IMAGE_TO_VIDEO, TEXT_TO_VIDEO
+from kinema.render_request import DIALOGUE, FIRST_LAST_FRAME, IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 
 log = logging.getLogger("kinema.engines.diffusion")
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, ClassVar
 from kinema.engines.base import Context, Engine
 from kinema.errors import EngineError, InputError
 from kinema.media.pipeline import FPS, SAMPLE_RATE
-from kinema.specs.base import SPEECH_LEAD_IN_SECONDS, VIDEO_DUBBING, RenderRequest
+from kinema.render_request import SPEECH_LEAD_IN_SECONDS, VIDEO_DUBBING, RenderRequest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,7 +63,7 @@ def _blend(visemes: MouthTrack, loudness: MouthTrack) -> MouthTrack:
 class DubbingEngine(Engine):
     name: ClassVar[str] = "dubbing"
     capabilities: ClassVar[frozenset[str]] = frozenset({VIDEO_DUBBING})
-    requires = ("av", "cv2", "numpy", "ai_edge_litert", "espeakng_loader")
+    requires = ("av", "cv2", "numpy", "espeakng_loader")
 
     def unavailable(self) -> str | None:
         from kinema.media.faces import model_missing

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from kinema.engines.diffusion import DiffusionEngine, Generation, Layout, LayoutError
-from kinema.specs.base import DIALOGUE, FIRST_LAST_FRAME, IMAGE_TO_VIDEO, TEXT_TO_VIDEO
+from kinema.render_request import DIALOGUE, FIRST_LAST_FRAME, IMAGE_TO_VIDEO, TEXT_TO_VIDEO
 
 PLAIN = ("LTXPipeline", "LTXImageToVideoPipeline")
 CONDITION = "LTXConditionPipeline"

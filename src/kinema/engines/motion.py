@@ -45,7 +45,7 @@ from kinema.media.camera import (
 )
 from kinema.media.people import check_person_generation
 from kinema.media.pipeline import FPS, SAMPLE_RATE
-from kinema.specs.base import IMAGE_TO_VIDEO, RenderRequest
+from kinema.render_request import IMAGE_TO_VIDEO, RenderRequest
 
 __all__ = [
     "GENTLE_MOVES", "MOVES", "PAN_LEFT", "PAN_RIGHT", "ROLL", "STATIC", "TILT_DOWN", "TILT_UP",

@@ -19,7 +19,7 @@ from kinema.errors import EngineError, InputError
 from kinema.media.audio import resample
 from kinema.media.people import check_person_generation
 from kinema.media.pipeline import FPS, SAMPLE_RATE
-from kinema.specs.base import DIALOGUE, LIP_SYNC_TTS, SPEECH_LEAD_IN_SECONDS, RenderRequest
+from kinema.render_request import DIALOGUE, LIP_SYNC_TTS, SPEECH_LEAD_IN_SECONDS, RenderRequest
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -74,7 +74,7 @@ def _talking_frames(
 class SpeakingEngine(Engine):
     name: ClassVar[str] = "speaking"
     capabilities: ClassVar[frozenset[str]] = frozenset({LIP_SYNC_TTS, DIALOGUE})
-    requires = ("av", "cv2", "numpy", "PIL", "ai_edge_litert", "espeakng_loader")
+    requires = ("av", "cv2", "numpy", "PIL", "espeakng_loader")
 
     def unavailable(self) -> str | None:
         from kinema.media.faces import model_missing

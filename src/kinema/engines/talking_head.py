@@ -18,13 +18,13 @@ from typing import ClassVar
 from kinema.engines.base import Context, Engine
 from kinema.errors import EngineError
 from kinema.media.pipeline import FPS, SAMPLE_RATE
-from kinema.specs.base import TALKING_HEAD, RenderRequest
+from kinema.render_request import TALKING_HEAD, RenderRequest
 
 
 class TalkingHeadEngine(Engine):
     name: ClassVar[str] = "talking_head"
     capabilities: ClassVar[frozenset[str]] = frozenset({TALKING_HEAD})
-    requires = ("av", "cv2", "numpy", "PIL", "ai_edge_litert")
+    requires = ("av", "cv2", "numpy", "PIL")
 
     def unavailable(self) -> str | None:
         from kinema.media.faces import model_missing

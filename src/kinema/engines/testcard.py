@@ -22,7 +22,7 @@ from pydantic import Field
 
 from kinema.engines.base import Context, Engine, EngineOptions
 from kinema.errors import InputError
-from kinema.specs.base import (
+from kinema.render_request import (
     DIALOGUE,
     FIRST_LAST_FRAME,
     IMAGE_TO_VIDEO,

@@ -75,9 +75,8 @@ class VideoInfo:
     file_size: int
 
 
-def _planar_audio(audio: npt.NDArray[Any], total: int) -> npt.NDArray[np.float32]:
-    """(channels, total) float32 from mono (n,) or (n, channels) samples, cut or padded
-    with silence to exactly `total` samples."""
+def _audio_source(audio: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The samples as (n, channels), a view of mono (n,) or (n, channels) input."""
     import numpy as np
 
     samples = np.asarray(audio)
@@ -85,11 +84,19 @@ def _planar_audio(audio: npt.NDArray[Any], total: int) -> npt.NDArray[np.float32
         samples = samples[:, None]
     if samples.ndim != 2 or samples.shape[1] not in (1, 2):
         raise ValueError(f"audio must be (n,) or (n, 1|2) samples, got {samples.shape}")
-    planar = np.zeros((samples.shape[1], total), dtype=np.float32)
-    n = min(total, samples.shape[0])
-    planar[:, :n] = samples[:n].T  # converted to float32 on the way in: no float64 copy
-    np.clip(planar, -1.0, 1.0, out=planar)
-    return planar
+    return samples
+
+
+def _planar_chunk(samples: npt.NDArray[Any], start: int, end: int) -> npt.NDArray[np.float32]:
+    """Samples start..end of (n, channels) `samples` as (channels, end - start) float32,
+    clipped to [-1, 1], silence past the end of the track."""
+    import numpy as np
+
+    out = np.zeros((samples.shape[1], end - start), np.float32)
+    have = max(0, min(end, samples.shape[0]) - start)
+    if have:
+        np.clip(samples[start : start + have].T, -1.0, 1.0, out=out[:, :have])
+    return out
 
 
 def write_mp4(
@@ -142,22 +149,19 @@ def write_mp4(
             sound.bit_rate = AUDIO_BITRATE
         written = 0
         audio_sent = 0
-        # The samples are clipped and made planar once (the only copy of the track);
-        # the silence that pads them to the video's length is added at the end.
-        planar = None if audio is None else _planar_audio(audio, max(len(audio), 1))
+        # The caller's samples are read as they are: each AAC frame's worth is clipped
+        # and made planar on its way to the encoder (no copy of the whole track), and the
+        # silence that pads the track to the video's length is made the same way.
+        source = None if audio is None else _audio_source(audio)
 
-        def send_audio(
-            samples: npt.NDArray[np.float32], start: int, upto: int, final: bool
-        ) -> None:
+        def send_audio(samples: npt.NDArray[Any], upto: int, final: bool) -> None:
             # Whole AAC frames up to the video clock, so the muxer interleaves them;
-            # only the very last frame may be short. samples[:, 0] is sample `start`.
+            # only the very last frame may be short.
             nonlocal audio_sent
             while audio_sent + AUDIO_CHUNK <= upto or (final and audio_sent < upto):
                 end = min(audio_sent + AUDIO_CHUNK, upto)
                 chunk = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(samples[:, audio_sent - start : end - start]),
-                    format="fltp",
-                    layout=sound.layout,
+                    _planar_chunk(samples, audio_sent, end), format="fltp", layout=sound.layout
                 )
                 chunk.sample_rate, chunk.pts = sample_rate, audio_sent
                 chunk.time_base = Fraction(1, sample_rate)
@@ -177,23 +181,16 @@ def write_mp4(
             container.mux(video.encode(frame))
             del frame, frame_rgb  # the drawing side may reuse that frame's buffer now
             written += 1
-            if planar is not None:
+            if source is not None:
                 clock = written * sample_rate // fps
-                send_audio(planar, 0, min(clock, planar.shape[1]), final=False)
+                send_audio(source, min(clock, source.shape[0]), final=False)
             if on_frame is not None:
                 on_frame(written)
         if written == 0:
             raise ValueError("no frames to encode")
-        if planar is not None:
-            total = written * sample_rate // fps
-            if total > planar.shape[1]:  # only the unsent rest, padded with silence
-                rest = np.zeros((planar.shape[0], total - audio_sent), np.float32)
-                left = planar[:, audio_sent:]
-                rest[:, : left.shape[1]] = left
-                planar = rest
-                send_audio(planar, audio_sent, total, final=True)
-            else:
-                send_audio(planar, 0, total, final=True)
+        if source is not None:
+            # The rest up to the video's length (cut there, or padded with silence).
+            send_audio(source, written * sample_rate // fps, final=True)
             container.mux(sound.encode(None))
         container.mux(video.encode(None))
         container.close()

@@ -161,8 +161,11 @@ class FaceAnimator:
         mask = (1.0 - _smooth((r - 1.0) / 0.5)).astype(np.float32)
         px, py = (float(c) for c in points[CHIN] + 0.15 * self.face_h * self.v)  # the neck
         # Planar float32 maps: OpenCV's per-plane arithmetic is several times faster
-        # than cv2.transform over interleaved channels at these sizes.
-        self.grid, self.field = (xs, ys), (mask * (xs - px), mask * (ys - py), mask)
+        # than cv2.transform over interleaved channels at these sizes. The pixel grid is
+        # kept as one row of x and one column of y, added by broadcasting (two planes of
+        # the region less to hold: 1.6 MB for a 720p portrait's head).
+        self.field = (mask * (xs - px), mask * (ys - py), mask)
+        self.grid = (xs[:1].copy(), ys[:, :1].copy())
         self.map = (np.empty_like(xs), np.empty_like(ys))
 
     def _init_mouth(self, points: Any) -> None:
@@ -264,34 +267,44 @@ class FaceAnimator:
 
     # ------------------------------------------------------------------ rendering
     def frames(self, track: MouthTrack) -> Iterator[NDArray[np.uint8]]:
-        """One RGB frame per entry of `track`, at 25 fps."""
+        """One RGB frame per entry of `track`, at 25 fps. Frames are drawn into a ring of
+        `pipeline.RING_FRAMES` buffers, each reused once that many later frames exist (as
+        the camera moves do): a consumer lets go of a frame before it asks for the next,
+        and one that keeps frames copies them. Only the head's region changes, so each
+        buffer holds the photo once and a frame rewrites just that region."""
         import numpy as np
+
+        from kinema.media.pipeline import RING_FRAMES
 
         opening = np.clip(np.asarray(track.open, dtype=np.float64), 0, 1)
         widths, rounds = np.clip(track.width, -1, 1), np.clip(track.round, 0, 1)
+        ring = [self.image.copy() for _ in range(min(RING_FRAMES, len(opening)))]
         emphasis = 0.0  # a slow follower of the opening: nods land after stresses
         for i, value in enumerate(opening):
             emphasis += (value - emphasis) * 0.12
-            yield self._frame(i / 25, float(value), float(widths[i]), float(rounds[i]), emphasis)
+            out = ring[i % len(ring)]
+            yield self._frame(
+                i / 25, float(value), float(widths[i]), float(rounds[i]), emphasis, out
+            )
 
-    def _frame(self, t: float, o: float, w: float, r: float, emphasis: float) -> Any:
+    def _frame(self, t: float, o: float, w: float, r: float, emphasis: float, frame: Any) -> Any:
         import cv2
+        import numpy as np
 
         mx, my, m = self.field
         heads = self._head(t, emphasis)
         for plane, grid, (a, b, c) in zip(self.map, self.grid, heads, strict=True):
             cv2.addWeighted(mx, a, my, b, 0.0, dst=plane)
             cv2.scaleAdd(m, c, plane, dst=plane)
-            cv2.add(plane, grid, dst=plane)
+            np.add(plane, grid, out=plane)
         if (blink := self._blink(t)) > 0:
             for eye in self.eyes:
                 self._close_eye(eye, blink)
         alpha = self._mouth(o, w, r) if o > 0 or w or r else None
-        frame = self.image.copy()
         region = cv2.remap(self.image, *self.map, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         if alpha is not None:
             self._paint_interior(region, *alpha)
-        frame[self.roi] = region
+        frame[self.roi] = region  # the rest of `frame` is the photo already
         return frame
 
     def _local(self, xs: Any, ys: Any, centre: Any) -> tuple[Any, Any]:

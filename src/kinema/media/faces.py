@@ -1,4 +1,4 @@
-"""Find faces and their 468-point meshes with the MediaPipe models, run by LiteRT.
+"""Find faces and their 468-point meshes with the MediaPipe models, run by OpenCV.
 
 Kinema never imports mediapipe (its numpy<2 pin would clash with ours); `make install`
 puts the wheel in without its dependencies and this module only reads two of its
@@ -15,7 +15,7 @@ face-like textures that fool the detector do not pass the mesh model's check. Th
 is searched again inside a grey margin for faces cut by its edge (their landmarks may
 then lie outside the image; the box is clipped to it).
 
-A detector run is ~2 ms and a mesh ~3 ms on one core: `find_faces` over the whole
+A detector run is ~1.5 ms and a mesh ~2 ms on one core: `find_faces` over the whole
 pyramid is ~60 runs on a square image, `largest_face` stops at the first level that
 shows a face (typically one or ten runs).
 """
@@ -61,23 +61,31 @@ class Face:
 
 
 class _Model:
-    """One LiteRT interpreter shared by the whole process. Interpreters are not safe to
-    invoke from two threads at once, so every call holds the model's lock."""
+    """One model, run by OpenCV's DNN module (its TFLite importer reads MediaPipe's files;
+    outputs match the LiteRT runtime's to ~1e-4), shared by the whole process. OpenCV is
+    already loaded for the pictures, so the models add their weights and activations,
+    ~5 MB, and not a second runtime library. A network is not safe to run from two
+    threads at once, so every call holds the model's lock."""
 
     def __init__(self, path: Path) -> None:
-        from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-untyped]
+        import cv2
 
-        self.interpreter = Interpreter(model_path=str(path), num_threads=1)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        self.outputs = [d["index"] for d in self.interpreter.get_output_details()]
+        self.net = cv2.dnn.readNetFromTFLite(str(path))
+        # Winograd convolutions are slower for these small layers: the mesh is 2.0 ms a
+        # run with them off, 2.6 ms on (one thread), in the same memory.
+        self.net.enableWinograd(False)
+        self.outputs = self.net.getUnconnectedOutLayersNames()
         self.lock = threading.Lock()
 
     def __call__(self, tensor: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+        import numpy as np
+
+        # TFLite models take NHWC; OpenCV's importer expects the input as NCHW.
+        blob = np.ascontiguousarray(tensor.transpose(2, 0, 1)[None], dtype=np.float32)
         with self.lock:
-            self.interpreter.set_tensor(self.input, tensor[None])
-            self.interpreter.invoke()
-            return [self.interpreter.get_tensor(index).copy() for index in self.outputs]
+            self.net.setInput(blob)
+            outputs = self.net.forward(self.outputs)
+        return [np.asarray(output, np.float32) for output in outputs]
 
 
 _loaded: dict[str, _Model] = {}
@@ -127,15 +135,16 @@ def preload() -> None:
     _model("mesh")
 
 
-def release_models() -> None:
-    """Drop the loaded interpreters: their tensor arenas and XNNPACK's packed weights,
-    ~11 MB. For an engine whose face work is all done before it encodes (the talking
-    head, the speaking photo): x264's buffers then take that memory's place instead of
-    adding to it, which is 5-8 % of a 480p-720p job's peak. The next use loads them again,
-    ~13 ms for both once the library is paged in (a worker's first load, `preload`, is
-    ~28 ms). A call still running on a dropped interpreter keeps it until it returns."""
+def release_models(*names: str) -> None:
+    """Drop loaded networks (`names` of "detector", "mesh"; none: both): their weights
+    and activation buffers, ~5 MB each once run. For an engine whose face work is all
+    done before it encodes (the talking head, the speaking photo), or that only tracks a
+    face it has found (dubbing: the mesh alone): x264's buffers then take that memory's
+    place instead of adding to it. The next use loads a network again (~5 ms). A call
+    still running on a dropped network keeps it until it returns."""
     with _load_lock:
-        _loaded.clear()
+        for name in names or tuple(_loaded):
+            _loaded.pop(name, None)
 
 
 def _anchors() -> NDArray[np.float32]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from kinema.errors import InputError
 from kinema.media.sniff import IMAGE_FORMATS, sniff_image
-from kinema.specs.base import ImageRules
+from kinema.render_request import ImageRules
 
 if TYPE_CHECKING:
     import numpy as np

@@ -142,7 +142,7 @@ class Dubber:
         self.faces_seen = 0
 
     def frames(self, frames: Iterator[Frame]) -> Iterator[Frame]:
-        from kinema.media.faces import largest_face, track_face
+        from kinema.media.faces import largest_face, release_models, track_face
 
         track = self.track
         face: Face | None = None
@@ -154,6 +154,8 @@ class Dubber:
                 face = largest_face(frame)
                 if face is None:
                     look_at = index + SEARCH_EVERY
+                else:  # tracking needs the mesh alone: the detector's memory goes to x264
+                    release_models("detector")
             if face is None or index >= len(track.open):
                 yield frame
                 continue

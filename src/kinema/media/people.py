@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kinema.errors import InputError
-from kinema.specs.base import RenderRequest
+from kinema.render_request import RenderRequest
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from kinema.engines.base import Context
-    from kinema.specs.base import MediaRef, RenderRequest
+    from kinema.render_request import MediaRef, RenderRequest
 
     Frame = npt.NDArray[np.uint8]
 

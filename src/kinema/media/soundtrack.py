@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from kinema.errors import InputError
 from kinema.media.pipeline import FPS, SAMPLE_RATE
-from kinema.specs.base import SPEECH_LEAD_IN_SECONDS, RenderRequest, extract_dialogue
+from kinema.render_request import SPEECH_LEAD_IN_SECONDS, RenderRequest, extract_dialogue
 
 if TYPE_CHECKING:
     import numpy as np

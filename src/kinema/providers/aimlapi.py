@@ -33,7 +33,7 @@ from kinema.providers.base import (
     generation_failed,
     job_lost,
 )
-from kinema.specs.base import (
+from kinema.render_request import (
     DIALOGUE,
     FIRST_LAST_FRAME,
     IMAGE_TO_VIDEO,

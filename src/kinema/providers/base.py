@@ -55,7 +55,7 @@ from kinema.providers.fields import app_for as app_for
 from kinema.providers.fields import mapped_input as mapped_input
 from kinema.providers.fields import model_entry as model_entry
 from kinema.providers.fields import request_value as request_value
-from kinema.specs.base import MediaRef, RenderRequest
+from kinema.render_request import MediaRef, RenderRequest
 
 log = logging.getLogger("kinema.providers")
 

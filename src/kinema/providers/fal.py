@@ -37,7 +37,7 @@ from kinema.providers.base import (
     mapped_input,
     model_entry,
 )
-from kinema.specs.base import (
+from kinema.render_request import (
     DIALOGUE,
     FIRST_LAST_FRAME,
     IMAGE_TO_VIDEO,

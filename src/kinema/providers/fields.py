@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kinema.providers.errors import UpstreamError
-from kinema.specs.base import RenderRequest
+from kinema.render_request import RenderRequest
 
 if TYPE_CHECKING:
     from kinema.providers.base import Provider

@@ -42,7 +42,7 @@ from kinema.providers.base import (
     model_entry,
     retry_after,
 )
-from kinema.specs.base import (
+from kinema.render_request import (
     DIALOGUE,
     FIRST_LAST_FRAME,
     IMAGE_TO_VIDEO,

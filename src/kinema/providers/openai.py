@@ -32,7 +32,7 @@ from kinema.providers.base import (
     generation_failed,
     job_lost,
 )
-from kinema.specs.base import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, RenderRequest
+from kinema.render_request import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, RenderRequest
 
 # Our model id -> fields for /v1/videos (overridable per upstream with `models`).
 FIELD_MAP: dict[str, dict[str, Any]] = {}

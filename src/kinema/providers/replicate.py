@@ -37,7 +37,13 @@ from kinema.providers.base import (
     mapped_input,
     model_entry,
 )
-from kinema.specs.base import DIALOGUE, IMAGE_TO_VIDEO, TALKING_HEAD, TEXT_TO_VIDEO, RenderRequest
+from kinema.render_request import (
+    DIALOGUE,
+    IMAGE_TO_VIDEO,
+    TALKING_HEAD,
+    TEXT_TO_VIDEO,
+    RenderRequest,
+)
 
 _VEO = {
     "prompt": "prompt", "image": "image", "duration": "duration", "resolution": "resolution",

@@ -38,8 +38,8 @@ from kinema.providers import build_providers, offered
 from kinema.providers.base import Done, Hooks, Provider, UpstreamError
 from kinema.providers.failover import HandedOver, hand_over
 from kinema.providers.sequence import render
+from kinema.render_request import MediaRef, RenderRequest
 from kinema.specs import spec_class
-from kinema.specs.base import MediaRef, RenderRequest
 from kinema.store import Job
 
 if TYPE_CHECKING:

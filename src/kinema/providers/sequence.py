@@ -36,7 +36,7 @@ from kinema.providers.errors import (
     unavailable,
 )
 from kinema.providers.mirror import MAX_BACKOFF_SECONDS, backoff_seconds, mirror
-from kinema.specs.base import RenderRequest
+from kinema.render_request import RenderRequest
 
 log = logging.getLogger("kinema.providers")
 

@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from kinema.errors import FieldProblem, ValidationFailed
-from kinema.specs.base import ModelSpec, RenderRequest, Route
+from kinema.render_request import RenderRequest
+from kinema.specs.base import ModelSpec, Route
 from kinema.specs.fabric import Fabric10, Fabric10Fast
 from kinema.specs.minimax import Video01, Video01Legacy
 from kinema.specs.pixverse import PixverseI2V, PixverseI2VLegacy

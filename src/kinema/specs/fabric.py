@@ -9,14 +9,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from kinema.specs.base import (
-    TALKING_HEAD,
-    MediaRef,
-    MediaUrl,
-    ModelSpec,
-    RenderRequest,
-    case_insensitive,
-)
+from kinema.render_request import TALKING_HEAD, MediaRef, RenderRequest
+from kinema.specs.base import MediaUrl, ModelSpec, case_insensitive
 
 # $0.08/s at 480p and $0.15/s at 720p; the seed's 3,150,000 credits = 10.5 s at 720p.
 PRICES = {"480p": 160_000, "720p": 300_000}

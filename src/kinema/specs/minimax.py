@@ -8,17 +8,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from kinema.specs.base import (
-    IMAGE_TO_VIDEO,
-    MINIMAX,
-    TEXT_TO_VIDEO,
-    ImageRules,
-    MediaRef,
-    MediaUrl,
-    ModelSpec,
-    RenderRequest,
-    Route,
-)
+from kinema.render_request import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, ImageRules, MediaRef, RenderRequest
+from kinema.specs.base import MINIMAX, MediaUrl, ModelSpec, Route
 
 IMAGE_DESCRIPTION = (
     "A direct link to an online image or a Base64-encoded local image that will serve as "

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict
 
-from kinema.specs.base import ModelSpec, RenderRequest, Route
+from kinema.render_request import RenderRequest
+from kinema.specs.base import ModelSpec, Route
 
 # The capability only `aimlapi` upstreams with `passthrough = true` serve.
 PASSTHROUGH = "passthrough"

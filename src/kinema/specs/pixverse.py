@@ -8,18 +8,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from kinema.specs.base import (
-    IMAGE_TO_VIDEO,
-    LIP_SYNC_TTS,
-    PIXVERSE,
-    LaxInt,
-    MediaRef,
-    MediaUrl,
-    ModelSpec,
-    RenderRequest,
-    Route,
-    case_insensitive,
-)
+from kinema.render_request import IMAGE_TO_VIDEO, LIP_SYNC_TTS, MediaRef, RenderRequest
+from kinema.specs.base import PIXVERSE, LaxInt, MediaUrl, ModelSpec, Route, case_insensitive
 
 RESOLUTIONS = ("360p", "540p", "720p", "1080p")
 Resolution = Annotated[Literal["360p", "540p", "720p", "1080p"], case_insensitive(*RESOLUTIONS)]

@@ -14,7 +14,8 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from kinema.specs.base import VIDEO_DUBBING, MediaRef, MediaUrl, ModelSpec, RenderRequest
+from kinema.render_request import VIDEO_DUBBING, MediaRef, RenderRequest
+from kinema.specs.base import MediaUrl, ModelSpec
 from kinema.specs.pixverse import Speaker
 
 EITHER = (

@@ -11,19 +11,16 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from kinema.specs.base import (
+from kinema.render_request import (
     DIALOGUE,
     FIRST_LAST_FRAME,
     IMAGE_TO_VIDEO,
     TEXT_TO_VIDEO,
-    LaxInt,
     MediaRef,
-    MediaUrl,
-    ModelSpec,
     RenderRequest,
-    case_insensitive,
     extract_dialogue,
 )
+from kinema.specs.base import LaxInt, MediaUrl, ModelSpec, case_insensitive
 
 VEO_ASPECTS = ("16:9", "9:16")
 PROMPT_DESCRIPTION = "The text description of the scene, subject, or action to generate."

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kinema.engines.base import Context, InputLimits
 from kinema.errors import InputError
-from kinema.specs.base import MediaRef
+from kinema.render_request import MediaRef
 
 
 class FakeContext(Context):

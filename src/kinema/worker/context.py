@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from kinema.engines.base import Context, InputLimits
 from kinema.inputs import FetchPolicy, fetch
-from kinema.specs.base import MediaRef
+from kinema.render_request import MediaRef
 from kinema.store import Job
 
 if TYPE_CHECKING:

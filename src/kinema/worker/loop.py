@@ -27,9 +27,9 @@ from kinema.inputs import FetchPolicy
 from kinema.jobs.lifecycle import delete_generation, discard_orphan
 from kinema.jobs.model import Failed
 from kinema.providers.runner import Upstreams
+from kinema.render_request import RenderRequest
 from kinema.settings import Settings
 from kinema.specs import spec_class
-from kinema.specs.base import RenderRequest
 from kinema.storage import BlobStorage, open_storage
 from kinema.store import Job, JobStore, WorkerInfo, open_store
 from kinema.webhooks.dispatcher import start_dispatcher

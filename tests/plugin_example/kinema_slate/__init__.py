@@ -20,7 +20,7 @@ from pydantic import Field
 
 from kinema.engines import Context, Engine, EngineOptions
 from kinema.errors import EngineError
-from kinema.specs.base import TEXT_TO_VIDEO, RenderRequest
+from kinema.render_request import TEXT_TO_VIDEO, RenderRequest
 
 if TYPE_CHECKING:
     import numpy as np
