@@ -12,6 +12,9 @@ track decoded back from the clip, encoded as the engine encodes it: AAC at 128 k
 so both sides write the same streams. The peak is the kernel's high-water mark of the
 process's resident set (`VmHWM` in /proc/self/status), read as the child exits; not
 `ru_maxrss`, which a child started by vfork inherits from the parent across exec.
+Informational rows also give each peak less what the process held before the job (after
+its imports and `load()`), against the bare encode's peak less numpy + av: the part that
+comes with the job and grows with the picture.
 
 The clips are 5 s: x264's buffers (lookahead, frame threads) are all allocated within
 the first second, and a streaming engine's peak does not grow with the length (the
@@ -342,6 +345,7 @@ def run(engines: tuple[str, ...] = ENGINES, sizes: tuple[int, ...] = SIZES) -> l
     rows: list[dict[str, Any]] = []
     bares: dict[tuple[int, int, int], dict[str, Any]] = {}
     loaded: dict[str, float] = {}
+    growth: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _inputs(folder, engines, sizes)
@@ -368,6 +372,15 @@ def run(engines: tuple[str, ...] = ENGINES, sizes: tuple[int, ...] = SIZES) -> l
             else:
                 label = f"peak RSS {name} {size}p ({clip})"
                 rows.append(_row(label, engine["peak_mb"], bare["peak_mb"]))
+                # The part of the peak that comes with the job: above what the process
+                # held after its imports and load(), against the bare encode's above
+                # numpy + av (what a second job at once, or a bigger picture, adds).
+                label = f"peak RSS above imports + load(), {name} {size}p ({clip}; "
+                label += "baseline: bare encode above numpy + av)"
+                growth.append(
+                    _row(label, engine["peak_mb"] - engine["loaded_mb"],
+                         bare["peak_mb"] - bare["loaded_mb"], "informational")
+                )  # fmt: skip
             print(rows[-1], file=sys.stderr, flush=True)
         # What a process holds before its first frame: the share of each peak that does
         # not grow with the resolution (interpreter, libraries, models), against numpy +
@@ -376,7 +389,7 @@ def run(engines: tuple[str, ...] = ENGINES, sizes: tuple[int, ...] = SIZES) -> l
         for name, value in loaded.items():
             label = f"RSS after imports + load(), {name.replace('worker:', 'worker with ')}"
             rows.append(_row(label + " (baseline: numpy + av)", value, imported, "informational"))
-    return rows
+    return rows + growth
 
 
 def main(argv: list[str]) -> None:

@@ -108,7 +108,8 @@ def assert_exactly_once(parts: list[Stream], replay: Stream, generation_id: str)
     kinds = [(event.event, event.data["status"]) for event in received]
     assert kinds[0] == ("status", "queued") and ("status", "generating") in kinds
     assert kinds[-1] == ("status", "completed")
-    assert sum(kind == "progress" for kind, _ in kinds) >= 2
+    # How many progress events a job writes depends on how long it runs (at most one per
+    # PROGRESS_PUSH_SECONDS), so their number is not checked here, only their content.
     for event in received:
         assert event.data["id"] == generation_id
         if event.event == "progress":
@@ -119,7 +120,7 @@ def assert_exactly_once(parts: list[Stream], replay: Stream, generation_id: str)
 
 def resume_check(apis: list[KinemaServer], media: MediaServer) -> None:
     """Submit on the first API process; read the stream from the others in turn (from
-    the first too when it is the only one), hanging up after every second event."""
+    the first too when it is the only one), hanging up after every event."""
     readers = apis[1:] or apis
     with apis[0].client() as submitter:
         generation_id = submit(submitter, media)
@@ -128,15 +129,17 @@ def resume_check(apis: list[KinemaServer], media: MediaServer) -> None:
         parts: list[Stream] = []
         last: int | None = None
         while not parts or parts[-1].events[-1].data["status"] not in ("completed", "error"):
-            assert len(parts) < 40, parts
+            assert len(parts) < 60, parts
             if parts:
-                time.sleep(0.4)  # events happen while nobody listens
-            part = read_stream(clients[len(parts) % len(clients)], generation_id, last, 2)
+                time.sleep(0.2)  # events happen while nobody listens
+            part = read_stream(clients[len(parts) % len(clients)], generation_id, last, 1)
             assert part.status == 200 and part.events, part
             assert part.headers["content-type"].startswith("text/event-stream")
             parts.append(part)
             last = part.events[-1].id
-        assert len(parts) >= 3  # the job's events came over at least three connections
+        # One event a connection: queued, generating and completed at least, so the log
+        # came over three connections or more, however fast the job ran.
+        assert len(parts) >= 3 and all(len(part.events) == 1 for part in parts)
         replay = read_stream(clients[-1], generation_id)  # the whole log, from the start
         outcome = replay.events[-1].data
         assert outcome["status"] == "completed", (outcome, apis[0].log())
