@@ -432,7 +432,7 @@ def test_words_that_do_not_fit_fail_before_any_gpu_work() -> None:
 
 
 def test_lip_sync_moves_the_mouth_of_a_face_in_the_generated_frames() -> None:
-    from kinema.media.faces import model_missing
+    from kinema.media.face_models import model_missing
 
     if model_missing() is not None:
         pytest.skip(model_missing() or "")

@@ -148,13 +148,13 @@ def test_released_face_models_are_freed_and_load_again() -> None:
 
     from skimage import data
 
-    from kinema.media import faces
+    from kinema.media import face_models, faces
 
     astronaut = np.ascontiguousarray(data.astronaut())
     found = faces.largest_face(astronaut)
     assert found is not None
-    held = [weakref.ref(faces._model(name)) for name in ("detector", "mesh")]
-    faces.release_models()
+    held = [weakref.ref(face_models.model(name)) for name in ("detector", "mesh")]
+    face_models.release_models()
     assert all(ref() is None for ref in held)  # nothing else kept them alive
     again = faces.largest_face(astronaut)  # loaded again on use
     assert again is not None and again.box == found.box

@@ -99,7 +99,7 @@ def install_engine_packages(run: Runner, quiet: bool) -> tuple[bool, bool]:
 
 def install_face_model(run: Runner, quiet: bool) -> tuple[bool, bool]:
     """(ok, changed): the mediapipe wheel, without its dependencies, for its model files."""
-    from kinema.media.faces import model_missing
+    from kinema.media.face_models import model_missing
 
     if satisfied(MEDIAPIPE) and model_missing() is None:
         print(f"face-landmark model: already installed ({MEDIAPIPE})")

@@ -66,7 +66,7 @@ class DubbingEngine(Engine):
     requires = ("av", "cv2", "numpy", "espeakng_loader")
 
     def unavailable(self) -> str | None:
-        from kinema.media.faces import model_missing
+        from kinema.media.face_models import model_missing
 
         return super().unavailable() or model_missing()
 
@@ -77,7 +77,7 @@ class DubbingEngine(Engine):
 
         from kinema.media import lip_dub, video_input  # noqa: F401
         from kinema.media.audio import resample
-        from kinema.media.faces import preload
+        from kinema.media.face_models import preload
         from kinema.media.speech import speech_seconds
 
         preload()

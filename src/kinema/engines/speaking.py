@@ -77,7 +77,7 @@ class SpeakingEngine(Engine):
     requires = ("av", "cv2", "numpy", "PIL", "espeakng_loader")
 
     def unavailable(self) -> str | None:
-        from kinema.media.faces import model_missing
+        from kinema.media.face_models import model_missing
 
         return super().unavailable() or model_missing()
 
@@ -98,7 +98,8 @@ class SpeakingEngine(Engine):
 
     def generate(self, request: RenderRequest, ctx: Context) -> None:
         from kinema.media.camera import ZOOM_IN, Move, render_frames
-        from kinema.media.faces import largest_face, release_models
+        from kinema.media.face_models import release_models
+        from kinema.media.faces import largest_face
         from kinema.media.pipeline import encode, fitted_input
         from kinema.media.speech import speak
 

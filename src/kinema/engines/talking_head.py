@@ -27,7 +27,7 @@ class TalkingHeadEngine(Engine):
     requires = ("av", "cv2", "numpy", "PIL")
 
     def unavailable(self) -> str | None:
-        from kinema.media.faces import model_missing
+        from kinema.media.face_models import model_missing
 
         return super().unavailable() or model_missing()
 
@@ -37,7 +37,7 @@ class TalkingHeadEngine(Engine):
         import numpy  # noqa: F401
         from PIL import Image  # noqa: F401
 
-        from kinema.media.faces import preload
+        from kinema.media.face_models import preload
 
         # Loads the face models now, not on the first job's clock. If that fails, the
         # registry disables this engine only; the worker serves its other engines.
@@ -46,7 +46,8 @@ class TalkingHeadEngine(Engine):
     def generate(self, request: RenderRequest, ctx: Context) -> None:
         from kinema.media.audio import decode_audio
         from kinema.media.face_anim import FaceAnimator, mouth_track_from_audio
-        from kinema.media.faces import largest_face, release_models
+        from kinema.media.face_models import release_models
+        from kinema.media.faces import largest_face
         from kinema.media.pipeline import encode, fitted_input
 
         if request.image is None or request.audio is None:

@@ -89,7 +89,8 @@ def detect_subject(rgb: Image) -> Subject:
     import cv2
     import numpy as np
 
-    from kinema.media.faces import EYE_LEFT, EYE_RIGHT, find_faces, model_missing
+    from kinema.media.face_models import model_missing
+    from kinema.media.faces import EYE_LEFT, EYE_RIGHT, find_faces
 
     if model_missing() is not None:
         return Subject((), (), None)

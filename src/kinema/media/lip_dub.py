@@ -142,7 +142,8 @@ class Dubber:
         self.faces_seen = 0
 
     def frames(self, frames: Iterator[Frame]) -> Iterator[Frame]:
-        from kinema.media.faces import largest_face, release_models, track_face
+        from kinema.media.face_models import release_models
+        from kinema.media.faces import largest_face, track_face
 
         track = self.track
         face: Face | None = None

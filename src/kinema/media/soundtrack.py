@@ -108,7 +108,8 @@ def lip_sync(frames: Iterator[Frame], mouth: MouthTrack, seed: int) -> Iterator[
     own). The face is tracked from frame to frame (searched near where it was, anywhere
     when it is lost). Frames without a face, or while the mouth rests, pass unchanged:
     what the speech lands on when no face is found is a voice-over."""
-    from kinema.media.faces import largest_face, model_missing
+    from kinema.media.face_models import model_missing
+    from kinema.media.faces import largest_face
 
     if model_missing() is not None:
         log.warning("lip-sync skipped: %s", model_missing())
